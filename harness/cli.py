@@ -1,0 +1,192 @@
+"""Command line: parse, call the library, turn HarnessError into one line and exit 2.
+
+Heavy libraries (torch, transformers) are imported inside the commands that need them, so
+`harness --help`, `harness suites list` and the log-reading commands start fast.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from harness.errors import HarnessError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Evaluate LoRA adapters against their base model: task suites, forgetting, gates, reports.")
+suites_app = typer.Typer(no_args_is_help=True, help="Task suites.")
+assets_app = typer.Typer(no_args_is_help=True, help="Offline models and data (fetched from package registries).")
+app.add_typer(suites_app, name="suites")
+app.add_typer(assets_app, name="assets")
+
+_state = {"debug": False}
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors.")) -> None:
+    _state["debug"] = debug
+
+
+def _err(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+def _default_out() -> Path:
+    return Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+
+
+SuiteOpt = typer.Option(..., "--suite", "-s", help="Suite name (see `harness suites list`) or folder; repeatable.")
+LimitOpt = typer.Option(None, "--limit", "-n", help="Evaluate the first N items of each suite.")
+OutOpt = typer.Option(None, "--out", "-o", help="Run folder for run.json and items.jsonl [default: runs/<time>].")
+BatchOpt = typer.Option(16, "--batch-size", help="Prompts decoded together.")
+DtypeOpt = typer.Option("float32", "--dtype", help="float32 | bfloat16 | float16.")
+SeedOpt = typer.Option(0, "--seed")
+NoCacheOpt = typer.Option(False, "--no-cache", help="Recompute every item (results are still not written to the cache).")
+ForceOpt = typer.Option(False, "--force", help="Replace a run folder that holds a different run.")
+PickleOpt = typer.Option(False, "--allow-pickle", help="Allow pickle checkpoints (.bin/.pt), which can run code.")
+RemoteOpt = typer.Option(False, "--trust-remote-code", help="Allow models that ship their own Python code.")
+TrustOpt = typer.Option(None, "--trust-code", help="Suite folder whose python hook may run; repeatable.")
+
+
+def _execute(base, adapters, suite, limit, out, batch_size, dtype, seed, no_cache, force, allow_pickle,
+             trust_remote_code, trust_code, include_base):
+    from harness.run import RunConfig, execute
+
+    cfg = RunConfig(base=base, adapters=list(adapters or []), suites=list(suite), limit=limit,
+                    out=Path(out) if out else _default_out(), include_base=include_base, batch_size=batch_size,
+                    dtype=dtype, seed=seed, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
+                    trust_code=[Path(p) for p in trust_code or []], use_cache=not no_cache, force=force,
+                    command=["harness", *sys.argv[1:]])
+    meta = execute(cfg, warn=lambda m: _err(f"warning: {m}"))
+    return cfg, meta
+
+
+def _print_summary(cfg, meta) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from harness.compare import delta_rows
+
+    console = Console()
+    rows = delta_rows(meta)
+    if rows:
+        table = Table(title="base vs adapter (points = 100 x score)")
+        for col in ("task", "metric", "adapter", "n", "base", "adapter score", "delta"):
+            table.add_column(col, justify="right" if col in ("n", "base", "adapter score", "delta") else "left")
+        for r in rows:
+            colour = {True: "green", False: "red", None: "white"}[r.improved]
+            table.add_row(r.task, r.metric, r.model, str(r.n), f"{100 * r.base:.2f}", f"{100 * r.value:.2f}",
+                          f"[{colour}]{100 * r.delta:+.2f}[/{colour}]")
+        console.print(table)
+    else:
+        for task, per_model in meta["aggregates"]["suites"].items():
+            for model, agg in per_model.items():
+                scores = ", ".join(f"{k}={100 * v:.2f}" for k, v in agg.items()
+                                   if k not in ("n", "mean_latency_s", "mean_new_tokens"))
+                console.print(f"{task} · {model} (n={agg['n']}): {scores}")
+    t = meta["timing"]
+    console.print(f"items computed: {t['items_computed']}, from cache: {t['items_cached']}, wall {t['total_s']:.1f}s")
+    console.print(f"run log: {cfg.out / 'run.json'}  (items: {cfg.out / 'items.jsonl'})")
+
+
+@app.command()
+def run(model: str = typer.Argument(..., help="Base model: folder, .gguf file, asset name or hub id."),
+        adapter: Optional[List[str]] = typer.Option(None, "--adapter", "-a", help="PEFT LoRA folder, or NAME=PATH; repeatable."),
+        suite: List[str] = SuiteOpt, limit: Optional[int] = LimitOpt, out: Optional[Path] = OutOpt,
+        batch_size: int = BatchOpt, dtype: str = DtypeOpt, seed: int = SeedOpt, no_cache: bool = NoCacheOpt,
+        force: bool = ForceOpt, allow_pickle: bool = PickleOpt, trust_remote_code: bool = RemoteOpt,
+        trust_code: Optional[List[Path]] = TrustOpt) -> None:
+    """Evaluate one model (with its adapters applied, if any) on suites."""
+    cfg, meta = _execute(model, adapter, suite, limit, out, batch_size, dtype, seed, no_cache, force, allow_pickle,
+                         trust_remote_code, trust_code, include_base=not adapter)
+    _print_summary(cfg, meta)
+
+
+@app.command()
+def compare(base: str = typer.Argument(..., help="Base model: folder, .gguf file, asset name or hub id."),
+            adapters: List[str] = typer.Argument(..., help="PEFT LoRA folders (or NAME=PATH), evaluated against the base."),
+            suite: List[str] = SuiteOpt, limit: Optional[int] = LimitOpt, out: Optional[Path] = OutOpt,
+            batch_size: int = BatchOpt, dtype: str = DtypeOpt, seed: int = SeedOpt, no_cache: bool = NoCacheOpt,
+            force: bool = ForceOpt, allow_pickle: bool = PickleOpt, trust_remote_code: bool = RemoteOpt,
+            trust_code: Optional[List[Path]] = TrustOpt) -> None:
+    """Evaluate base and adapters in one process (base weights loaded once) and print the deltas."""
+    cfg, meta = _execute(base, adapters, suite, limit, out, batch_size, dtype, seed, no_cache, force, allow_pickle,
+                         trust_remote_code, trust_code, include_base=True)
+    _print_summary(cfg, meta)
+
+
+@suites_app.command("list")
+def suites_list() -> None:
+    """Bundled suites and those on HARNESS_SUITES_PATH."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from harness.suites import list_suites
+
+    table = Table()
+    for col in ("name", "version", "items", "source", "description"):
+        table.add_column(col)
+    for s in list_suites():
+        items = "?" if s.n_items is None else str(s.n_items)
+        table.add_row(s.name, s.version, items, s.source, s.error or s.description)
+    Console().print(table)
+
+
+@assets_app.command("pull")
+def assets_pull(names: Optional[List[str]] = typer.Argument(None, help="Assets to fetch [default: all].")) -> None:
+    """Download, verify and unpack offline assets into $HARNESS_HOME (idempotent)."""
+    from harness.assets import pull
+
+    for path in pull(list(names or []), log=lambda m: _err(m)):
+        typer.echo(str(path))
+
+
+@assets_app.command("path")
+def assets_path(name: str) -> None:
+    """Print the folder of a pulled asset."""
+    from harness.assets import asset_path
+
+    typer.echo(str(asset_path(name)))
+
+
+@assets_app.command("list")
+def assets_list() -> None:
+    """Known assets and whether they are pulled."""
+    from harness.assets import ASSETS, PACKAGES, is_pulled
+
+    for name, a in ASSETS.items():
+        pkg = PACKAGES[a.package]
+        state = "pulled" if is_pulled(name) else "not pulled"
+        typer.echo(f"{name:14} {state:11} {pkg.name}=={pkg.version}  {a.description}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: exit 0 ok, 1 failed gate, 2 bad input, 130 interrupted."""
+    import click
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        rc = app(args=argv, prog_name="harness", standalone_mode=False)
+    except HarnessError as exc:
+        if debug:
+            raise
+        _err(f"error: {exc}")
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        _err("interrupted: re-run the same command to resume (finished batches are cached)")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        _err("interrupted: re-run the same command to resume (finished batches are cached)")
+        sys.exit(130)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

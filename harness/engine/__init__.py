@@ -1,0 +1,1 @@
+"""Batched inference: generation, and the content-addressed result cache."""

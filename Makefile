@@ -1,0 +1,36 @@
+# First-run contract: `make demo` and `make test` each do all setup on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.setup-stamp
+# torch is pinned to the CPU wheel and installed first; the constraint keeps every later
+# resolver step from replacing it with a multi-GB CUDA build.
+TORCH  := torch==2.13.0
+
+.PHONY: setup test test-fast demo bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check $(TORCH)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(BIN)/harness assets pull
+	touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -q --timeout=900
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow" --timeout=600
+
+demo: setup
+	$(BIN)/harness run smollm2-135m --suite squad-qa --suite data2text --limit 32 --out reports/demo --force
+
+bench: setup
+	$(BIN)/python bench/generate.py
+	$(BIN)/python bench/memory.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -74,14 +74,17 @@ def encode_prompt(tokenizer, prompt) -> tuple[str, list[int]]:
 
 
 class _Progress:
-    """Rich progress bars on stderr; silent when not a terminal and HARNESS_PROGRESS=0."""
+    """Rich progress bars on stderr; HARNESS_PROGRESS=0 turns them off."""
 
     def __init__(self):
+        import os
+
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         self.p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=False)
+                          TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=False,
+                          disable=os.environ.get("HARNESS_PROGRESS") == "0")
 
     def __enter__(self):
         self.p.__enter__()

@@ -74,3 +74,23 @@ def test_plan_is_length_sorted_and_stable():
     lengths = [3, 9, 9, 1, 5]
     plan = plan_batches(lengths, 2)
     assert [b.indices for b in plan] == [[1, 2], [4, 0], [3]]
+
+
+def test_padded_prefill_fallback_agrees(tiny, monkeypatch):
+    """Models with sliding-window caches take the padded path; both paths decode alike."""
+    import harness.engine.generate as g
+
+    model, tok = tiny
+    ids = [tok(t)["input_ids"] for t in TEXTS]
+    params = GenerationParams(max_new_tokens=8)
+    per_row = [x.text for x in generate_batch(model, tok, ids, params)]
+    monkeypatch.setattr(g, "_plain_kv", lambda m: False)
+    padded = [x.text for x in generate_batch(model, tok, ids, params)]
+    assert per_row == padded
+
+
+def test_shared_prefix_is_found():
+    from harness.engine.generate import _common_prefix
+
+    assert _common_prefix([[1, 2, 3, 4], [1, 2, 3, 9, 9], [1, 2, 5]]) == 2
+    assert _common_prefix([[1, 2, 3], [1, 2, 3]]) == 2  # each keeps one token to prefill

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 from harness.hashing import sha256_json
 
-ENGINE_VERSION = 1  # bump when a change to the engine changes outputs
+ENGINE_VERSION = 2  # bump when a change to the engine changes outputs
 
 
 def item_key(kind: str, model_key: str, prompt_hash: str, params: dict[str, Any]) -> str:

@@ -163,6 +163,19 @@ def assets_list() -> None:
         typer.echo(f"{name:14} {state:11} {pkg.name}=={pkg.version}  {a.description}")
 
 
+def _register_command_modules() -> None:
+    import importlib
+    import pkgutil
+
+    import harness.commands
+
+    for mod in sorted(pkgutil.iter_modules(harness.commands.__path__), key=lambda m: m.name):
+        importlib.import_module(f"harness.commands.{mod.name}").register(app)
+
+
+_register_command_modules()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: exit 0 ok, 1 failed gate, 2 bad input, 130 interrupted."""
     import click

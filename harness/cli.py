@@ -38,24 +38,32 @@ def _default_out() -> Path:
     return Path("runs") / time.strftime("%Y%m%d-%H%M%S")
 
 
-SuiteOpt = typer.Option(..., "--suite", "-s", help="Suite name (see `harness suites list`) or folder; repeatable.")
-LimitOpt = typer.Option(None, "--limit", "-n", help="Evaluate the first N items of each suite.")
-OutOpt = typer.Option(None, "--out", "-o", help="Run folder for run.json and items.jsonl [default: runs/<time>].")
+SuiteOpt = typer.Option(None, "--suite", "-s", help="Suite name (see `harness suites list`) or folder; repeatable.")
+BenchOpt = typer.Option(None, "--bench", "-b", help="lm-eval tasks or groups, comma-separated (e.g. mmlu,hellaswag); repeatable.")
+FewshotOpt = typer.Option(0, "--num-fewshot", help="Few-shot examples for benchmarks (from the dev split, as lm-eval does).")
+PerSubjectOpt = typer.Option(None, "--limit-per-subject", help="Seeded sample of N items per benchmark subject/task.")
+LimitOpt = typer.Option(None, "--limit", "-n", help="First N items of each suite and of each benchmark task.")
+OutOpt = typer.Option(None, "--out", "-o", help="Run folder for run.json and items.jsonl (default: runs/TIME).")
 BatchOpt = typer.Option(16, "--batch-size", help="Prompts decoded together.")
 DtypeOpt = typer.Option("float32", "--dtype", help="float32 | bfloat16 | float16.")
 SeedOpt = typer.Option(0, "--seed")
-NoCacheOpt = typer.Option(False, "--no-cache", help="Recompute every item (results are still not written to the cache).")
+NoCacheOpt = typer.Option(False, "--no-cache", help="Recompute every item and write nothing to the result cache.")
 ForceOpt = typer.Option(False, "--force", help="Replace a run folder that holds a different run.")
 PickleOpt = typer.Option(False, "--allow-pickle", help="Allow pickle checkpoints (.bin/.pt), which can run code.")
 RemoteOpt = typer.Option(False, "--trust-remote-code", help="Allow models that ship their own Python code.")
 TrustOpt = typer.Option(None, "--trust-code", help="Suite folder whose python hook may run; repeatable.")
 
 
-def _execute(base, adapters, suite, limit, out, batch_size, dtype, seed, no_cache, force, allow_pickle,
-             trust_remote_code, trust_code, include_base):
+def _benches(values) -> list[str]:
+    return [b.strip() for v in values or [] for b in v.split(",") if b.strip()]
+
+
+def _execute(base, adapters, suite, bench, num_fewshot, limit_per_subject, limit, out, batch_size, dtype, seed,
+             no_cache, force, allow_pickle, trust_remote_code, trust_code, include_base):
     from harness.run import RunConfig, execute
 
-    cfg = RunConfig(base=base, adapters=list(adapters or []), suites=list(suite), limit=limit,
+    cfg = RunConfig(base=base, adapters=list(adapters or []), suites=list(suite or []), benches=_benches(bench),
+                    num_fewshot=num_fewshot, limit_per_subject=limit_per_subject, limit=limit,
                     out=Path(out) if out else _default_out(), include_base=include_base, batch_size=batch_size,
                     dtype=dtype, seed=seed, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
                     trust_code=[Path(p) for p in trust_code or []], use_cache=not no_cache, force=force,
@@ -82,11 +90,17 @@ def _print_summary(cfg, meta) -> None:
                           f"[{colour}]{100 * r.delta:+.2f}[/{colour}]")
         console.print(table)
     else:
-        for task, per_model in meta["aggregates"]["suites"].items():
-            for model, agg in per_model.items():
-                scores = ", ".join(f"{k}={100 * v:.2f}" for k, v in agg.items()
-                                   if k not in ("n", "mean_latency_s", "mean_new_tokens"))
-                console.print(f"{task} · {model} (n={agg['n']}): {scores}")
+        for kind in meta["aggregates"].values():
+            for task, per_model in kind.items():
+                for model, agg in per_model.items():
+                    scores = ", ".join(f"{k}={100 * v:.2f}" for k, v in agg.items()
+                                       if isinstance(v, float) and k not in ("mean_latency_s", "mean_new_tokens"))
+                    console.print(f"{task} · {model} (n={agg['n']}): {scores}")
+    for task, per_model in meta["aggregates"].get("bench", {}).items():
+        for model, agg in per_model.items():
+            if model != "base" and "flips" in agg:
+                f = agg["flips"]
+                console.print(f"{task} · {model}: {f['right_to_wrong']} right→wrong, {f['wrong_to_right']} wrong→right")
     t = meta["timing"]
     console.print(f"items computed: {t['items_computed']}, from cache: {t['items_cached']}, wall {t['total_s']:.1f}s")
     console.print(f"run log: {cfg.out / 'run.json'}  (items: {cfg.out / 'items.jsonl'})")
@@ -95,12 +109,13 @@ def _print_summary(cfg, meta) -> None:
 @app.command()
 def run(model: str = typer.Argument(..., help="Base model: folder, .gguf file, asset name or hub id."),
         adapter: Optional[List[str]] = typer.Option(None, "--adapter", "-a", help="PEFT LoRA folder, or NAME=PATH; repeatable."),
-        suite: List[str] = SuiteOpt, limit: Optional[int] = LimitOpt, out: Optional[Path] = OutOpt,
+        suite: Optional[List[str]] = SuiteOpt, bench: Optional[List[str]] = BenchOpt, num_fewshot: int = FewshotOpt,
+        limit_per_subject: Optional[int] = PerSubjectOpt, limit: Optional[int] = LimitOpt, out: Optional[Path] = OutOpt,
         batch_size: int = BatchOpt, dtype: str = DtypeOpt, seed: int = SeedOpt, no_cache: bool = NoCacheOpt,
         force: bool = ForceOpt, allow_pickle: bool = PickleOpt, trust_remote_code: bool = RemoteOpt,
         trust_code: Optional[List[Path]] = TrustOpt) -> None:
     """Evaluate one model (with its adapters applied, if any) on suites."""
-    cfg, meta = _execute(model, adapter, suite, limit, out, batch_size, dtype, seed, no_cache, force, allow_pickle,
+    cfg, meta = _execute(model, adapter, suite, bench, num_fewshot, limit_per_subject, limit, out, batch_size, dtype, seed, no_cache, force, allow_pickle,
                          trust_remote_code, trust_code, include_base=not adapter)
     _print_summary(cfg, meta)
 
@@ -108,12 +123,13 @@ def run(model: str = typer.Argument(..., help="Base model: folder, .gguf file, a
 @app.command()
 def compare(base: str = typer.Argument(..., help="Base model: folder, .gguf file, asset name or hub id."),
             adapters: List[str] = typer.Argument(..., help="PEFT LoRA folders (or NAME=PATH), evaluated against the base."),
-            suite: List[str] = SuiteOpt, limit: Optional[int] = LimitOpt, out: Optional[Path] = OutOpt,
+            suite: Optional[List[str]] = SuiteOpt, bench: Optional[List[str]] = BenchOpt, num_fewshot: int = FewshotOpt,
+        limit_per_subject: Optional[int] = PerSubjectOpt, limit: Optional[int] = LimitOpt, out: Optional[Path] = OutOpt,
             batch_size: int = BatchOpt, dtype: str = DtypeOpt, seed: int = SeedOpt, no_cache: bool = NoCacheOpt,
             force: bool = ForceOpt, allow_pickle: bool = PickleOpt, trust_remote_code: bool = RemoteOpt,
             trust_code: Optional[List[Path]] = TrustOpt) -> None:
     """Evaluate base and adapters in one process (base weights loaded once) and print the deltas."""
-    cfg, meta = _execute(base, adapters, suite, limit, out, batch_size, dtype, seed, no_cache, force, allow_pickle,
+    cfg, meta = _execute(base, adapters, suite, bench, num_fewshot, limit_per_subject, limit, out, batch_size, dtype, seed, no_cache, force, allow_pickle,
                          trust_remote_code, trust_code, include_base=True)
     _print_summary(cfg, meta)
 

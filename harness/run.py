@@ -23,6 +23,9 @@ class RunConfig:
     out: Path
     adapters: list[str] = field(default_factory=list)
     suites: list[str] = field(default_factory=list)
+    benches: list[str] = field(default_factory=list)
+    num_fewshot: int = 0
+    limit_per_subject: int | None = None
     limit: int | None = None
     include_base: bool = True
     batch_size: int = 16
@@ -37,7 +40,9 @@ class RunConfig:
 
     def spec(self) -> dict[str, Any]:
         return {"base": self.base, "adapters": list(self.adapters), "suites": list(self.suites),
-                "limit": self.limit, "include_base": self.include_base, "dtype": self.dtype, "seed": self.seed}
+                "benches": list(self.benches), "num_fewshot": self.num_fewshot,
+                "limit_per_subject": self.limit_per_subject, "limit": self.limit,
+                "include_base": self.include_base, "dtype": self.dtype, "seed": self.seed}
 
 
 def default_cache_path() -> Path:
@@ -161,8 +166,16 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> dict[s
     from harness.suites import load_suite
 
     warn = warn or (lambda m: print(f"warning: {m}", file=sys.stderr))
-    if not cfg.suites:
-        raise ConfigError("nothing to evaluate", "pass --suite NAME (see `harness suites list`)")
+    if not cfg.suites and not cfg.benches:
+        raise ConfigError("nothing to evaluate", "pass --suite NAME (see `harness suites list`) and/or --bench mmlu,hellaswag")
+    if cfg.limit_per_subject is not None and cfg.limit_per_subject < 1:
+        raise ConfigError(f"--limit-per-subject must be at least 1, got {cfg.limit_per_subject}", "pass a positive number")
+    if cfg.num_fewshot < 0:
+        raise ConfigError(f"--num-fewshot must be 0 or more, got {cfg.num_fewshot}", "pass 0 or a positive number")
+    if cfg.benches:
+        from harness.forgetting.tasks import resolve
+
+        resolve(cfg.benches, num_fewshot=cfg.num_fewshot)  # unknown names fail before model loading
     if cfg.limit is not None and cfg.limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {cfg.limit}", "pass a positive number or omit it")
     if cfg.batch_size < 1:
@@ -189,15 +202,33 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> dict[s
     stats = {"cached": 0, "computed": 0}
     records: list[dict] = []
     suite_aggs: dict[str, dict] = {}
+    bench_aggs: dict[str, dict] = {}
+    bench_prov: dict[str, Any] = {}
     try:
         with _Progress() as progress:
             for suite in suites:
                 recs, aggs = evaluate_suite(bundle, suite, model_names, cfg.limit, cfg.batch_size, cache, progress, stats)
                 records.extend(recs)
                 suite_aggs[suite.name] = aggs
+            if cfg.benches:
+                from harness.forgetting.runner import add_flips, evaluate_benchmarks
+
+                recs, bench_aggs, bench_prov = evaluate_benchmarks(
+                    bundle, cfg.benches, model_names, num_fewshot=cfg.num_fewshot, limit=cfg.limit,
+                    limit_per_subject=cfg.limit_per_subject, seed=cfg.seed, batch_size=cfg.batch_size,
+                    cache=cache, progress=progress.task)
+                add_flips(recs, bench_aggs)
+                records.extend(recs)
+                for counts in bench_prov.get("_requests", {}).values():
+                    stats["computed"] += counts["computed"]
+                    stats["cached"] += counts["cached"]
     finally:
         cache.close()
     metric_info = {}
+    if cfg.benches:
+        from harness.forgetting.runner import BENCH_METRICS
+
+        metric_info.update({m: {"higher_is_better": True, "corpus_level": False} for m in BENCH_METRICS})
     for s in suites:
         for m in map(get_metric, s.metric_names):
             metric_info[m.name] = {"higher_is_better": m.higher_is_better, "corpus_level": m.corpus_level}
@@ -215,6 +246,9 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> dict[s
                              "has_effect": a.has_effect, "warnings": a.warnings}
                          for n, a in bundle.adapters.items()},
             "suites": {s.name: s.fingerprint() for s in suites},
+            "benchmarks": {k: v for k, v in bench_prov.items() if not k.startswith("_")},
+            "lm_eval_results": bench_prov.get("_lm_eval_results", {}),
+            "bench_requests": bench_prov.get("_requests", {}),
             "code": code_version(),
             "libraries": library_versions(),
             "machine": machine(),
@@ -222,7 +256,7 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> dict[s
             "batch_size": cfg.batch_size,
         },
         "metrics": metric_info,
-        "aggregates": {"suites": suite_aggs},
+        "aggregates": {"suites": suite_aggs, **({"bench": bench_aggs} if cfg.benches else {})},
         "timing": {"load_s": round(load_s, 2), "total_s": round(time.time() - started, 2),
                    "items_computed": stats["computed"], "items_cached": stats["cached"]},
     }

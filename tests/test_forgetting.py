@@ -1,0 +1,137 @@
+"""Forgetting checks: offline mirrors render lm-eval's exact requests; our backend gives
+lm-eval's hf backend's numbers; benchmarks flow into the run log."""
+
+from __future__ import annotations
+
+import json
+
+import datasets
+import pytest
+
+from harness.forgetting.parity import compare_runs, run_backend
+from harness.forgetting.tasks import resolve, task_manager
+from tests.test_run import cli, make_suite
+
+SUBJECTS = ["mmlu_anatomy", "mmlu_high_school_physics"]
+
+
+def _serve_hub_names_from_assets(monkeypatch):
+    """Let lm-eval's *unmodified* tasks load their hub dataset names from the local arrow files."""
+    from harness.assets import asset_path
+
+    real = datasets.load_dataset
+
+    def fake(path=None, name=None, **kw):
+        if path == "cais/mmlu":
+            folder = asset_path("mmlu") / name
+            return real("arrow", data_files={s: str(next((folder / s).glob("*.arrow"))) for s in ("test", "dev", "validation")})
+        if path == "Rowan/hellaswag":  # lm-eval touches a train split even at 0-shot; nothing is drawn from it
+            val = str(next((asset_path("hellaswag") / "none" / "validation").glob("*.arrow")))
+            return real("arrow", data_files={"validation": val, "train": val})
+        raise AssertionError(f"unexpected dataset {path}")
+
+    monkeypatch.setattr("lm_eval.api.task.datasets.load_dataset", fake)
+
+
+@pytest.mark.parametrize("task_name, shots", [("mmlu_anatomy", 0), ("mmlu_anatomy", 5), ("hellaswag", 0)])
+def test_mirror_renders_lm_evals_requests(monkeypatch, task_name, shots):
+    tm = task_manager(True)
+    mirror_cfg = resolve([task_name], num_fewshot=shots, offline=True)[0].config
+    mirror = tm.load([mirror_cfg])["tasks"][task_name]
+    _serve_hub_names_from_assets(monkeypatch)
+    original = tm.load([task_name])["tasks"][task_name]
+    assert original.config.dataset_path in ("cais/mmlu", "Rowan/hellaswag")  # really lm-eval's own config
+    for task in (mirror, original):
+        task.set_config("num_fewshot", shots)
+        task.set_fewshot_seed(1234)
+        task.build_all_requests(limit=4, rank=0, world_size=1)
+    got = [(i.doc_id, i.idx, i.args) for i in mirror.instances]
+    want = [(i.doc_id, i.idx, i.args) for i in original.instances]
+    assert got == want and len(got) == 16
+    if shots:
+        assert got[0][2][0].count("\nAnswer:") == shots + 1  # few-shot block from the dev split
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return AutoModelForCausalLM.from_pretrained(tiny_dir).eval(), AutoTokenizer.from_pretrained(tiny_dir)
+
+
+def _parity(model, tok, task_names, shots, limit):
+    from lm_eval.models.huggingface import HFLM
+
+    from harness.forgetting.backend import HarnessLM
+
+    tm = task_manager(True)
+    specs = [leaf.config for leaf in resolve(task_names, num_fewshot=shots, offline=True)]
+    samples = {name: list(range(limit)) for name in task_names}
+    ref = run_backend(HFLM(pretrained=model, tokenizer=tok, batch_size=8), list(tm.load(specs)["tasks"].values()), samples, shots)
+    ours = run_backend(HarnessLM(pretrained=model, tokenizer=tok, batch_size=8), list(tm.load(specs)["tasks"].values()), samples, shots)
+    return compare_runs(ref, ours)
+
+
+@pytest.mark.parametrize("names, shots, limit", [(SUBJECTS, 0, 6), (SUBJECTS, 5, 3), (["hellaswag"], 0, 8)])
+def test_backend_parity_tiny(tiny_model, names, shots, limit):
+    model, tok = tiny_model
+    result = _parity(model, tok, names, shots, limit)
+    assert result["items"] == len(names) * limit
+    assert result["agree"] == result["items"]
+    assert result["max_abs_dll"] <= 1e-4, result
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("names, shots, limit", [(SUBJECTS, 0, 3), (SUBJECTS, 5, 2), (["hellaswag"], 0, 6)])
+def test_backend_parity_smollm2(names, shots, limit):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tests.conftest import smollm2_dir
+
+    model = AutoModelForCausalLM.from_pretrained(smollm2_dir()).eval()
+    result = _parity(model, AutoTokenizer.from_pretrained(smollm2_dir()), names, shots, limit)
+    assert result["agree"] == result["items"] == len(names) * limit
+    assert result["max_abs_dll"] <= 1e-4, result
+
+
+def test_compare_with_benchmarks_records_items_and_flips(tmp_path, tiny_dir, tiny_lora):
+    suite = make_suite(tmp_path / "arith", n=4)
+    out = tmp_path / "run"
+    args = ["compare", tiny_dir, f"ft={tiny_lora}", "--suite", suite, "--bench", "mmlu_anatomy,hellaswag",
+            "--bench", "mmlu_astronomy", "--limit-per-subject", 3, "--out", out]
+    proc = cli(*args)
+    assert "hellaswag" in proc.stdout
+    meta = json.loads((out / "run.json").read_text())
+    rows = [json.loads(line) for line in (out / "items.jsonl").read_text().splitlines()]
+    bench = [r for r in rows if r["kind"] == "bench"]
+    assert len(bench) == 2 * 9
+    for r in bench:
+        assert {"model", "task", "item_id", "prediction", "correct", "subject", "scores", "loglikelihoods"} <= set(r)
+        assert r["correct"] == (r["scores"]["acc"] == 1.0)
+    hs = [r for r in bench if r["task"] == "hellaswag"]
+    assert all("acc_norm" in r["scores"] for r in hs) and all(r["item_id"].isdigit() for r in hs)
+    by_model = {m: sorted(r["item_id"] for r in bench if r["model"] == m) for m in ("base", "ft")}
+    assert by_model["base"] == by_model["ft"]  # same items for base and adapter, always
+    anatomy = [r for r in bench if r["task"] == "mmlu_anatomy" and r["model"] == "base"]
+    assert [r["item_id"] for r in anatomy] != ["anatomy:0", "anatomy:1", "anatomy:2"]  # seeded sample, not the head
+    agg = meta["aggregates"]["bench"]
+    assert agg["hellaswag"]["base"]["n"] == 3 and 0 <= agg["hellaswag"]["ft"]["acc_norm"] <= 1
+    flips = sum(r["correct"] != b["correct"] for r in bench if r["model"] == "ft"
+                for b in bench if b["model"] == "base" and b["item_id"] == r["item_id"] and b["task"] == r["task"])
+    recorded = sum(a.get("flips", {}).get(k, 0) for t in agg.values() for a in t.values()
+                   for k in ("right_to_wrong", "wrong_to_right"))
+    assert flips == recorded
+    prov = meta["provenance"]["benchmarks"]["hellaswag"]
+    assert prov["limit_per_subject"] == 3 and prov["split"] == ["validation"] and len(prov["item_set_hash"]) == 64
+
+    again = cli(*args)
+    meta2 = json.loads((out / "run.json").read_text())
+    assert meta2["timing"]["items_computed"] == 0, again.stdout
+    assert meta2["provenance"]["bench_requests"]["base"]["computed"] == 0
+
+
+def test_unknown_benchmark_is_one_line(tmp_path, tiny_dir):
+    proc = cli("run", tiny_dir, "--bench", "hellaswagg", "--out", tmp_path / "o", check=False)
+    assert proc.returncode == 2 and "did you mean 'hellaswag'" in proc.stderr and "Traceback" not in proc.stderr
+    proc = cli("run", tiny_dir, "--bench", "arc_easy", "--num-fewshot", "5", "--out", tmp_path / "o", check=False)
+    assert proc.returncode == 2 and "training split" in proc.stderr

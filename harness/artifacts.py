@@ -51,7 +51,7 @@ def _delta_table(rows: list[DeltaRow], confidence: float, subjects: bool = False
         label = r.subject if subjects else r.task
         out.append(f"| {_cell(r.adapter)} | {_cell(label)} | {_cell(r.metric)} | {r.n} | {_f(r.base)} | {_f(r.score)} "
                    f"| **{_f(r.delta, True)}** | {_f(r.ci_low, True)} … {_f(r.ci_high, True)} | {_p(r.p_value)} "
-                   f"| {_p(r.p_holm)} | {_f(r.mde)} | {r.test} |")
+                   f"| {_p(r.p_holm)} | {_f(r.mde) if r.mde <= 100 else '>100'} | {r.test} |")
     return out
 
 
@@ -61,7 +61,8 @@ def render_summary(verdict: Verdict) -> str:
     icon = _ICON.get(verdict.verdict, "")
     lines = [f"## {icon} harness gate: {verdict.verdict.upper()} (exit {verdict.exit_code})", ""]
     policy = verdict.policy.source or "policy"
-    lines.append(f"Run `{comp.run_dir}` · policy `{policy}` · base vs {', '.join(f'`{a}`' for a in comp.adapters)} · "
+    adapters = ", ".join(f"`{a}`" for a in comp.adapters)
+    lines.append(f"Run `{comp.run_dir}` · policy `{policy}` · base vs {adapters} · "
                  f"points = 100 × score · bounds: one-sided {comp.confidence:.0%}, paired bootstrap "
                  f"({comp.resamples} resamples, seed {comp.seed})")
     lines += ["", "### Rules", "", "| | rule | status | reason |", "|---|---|---|---|"]

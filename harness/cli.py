@@ -124,14 +124,34 @@ def run(model: str = typer.Argument(..., help="Base model: folder, .gguf file, a
 def compare(base: str = typer.Argument(..., help="Base model: folder, .gguf file, asset name or hub id."),
             adapters: List[str] = typer.Argument(..., help="PEFT LoRA folders (or NAME=PATH), evaluated against the base."),
             suite: Optional[List[str]] = SuiteOpt, bench: Optional[List[str]] = BenchOpt, num_fewshot: int = FewshotOpt,
-        limit_per_subject: Optional[int] = PerSubjectOpt, limit: Optional[int] = LimitOpt, out: Optional[Path] = OutOpt,
+            limit_per_subject: Optional[int] = PerSubjectOpt, limit: Optional[int] = LimitOpt, out: Optional[Path] = OutOpt,
             batch_size: int = BatchOpt, dtype: str = DtypeOpt, seed: int = SeedOpt, no_cache: bool = NoCacheOpt,
             force: bool = ForceOpt, allow_pickle: bool = PickleOpt, trust_remote_code: bool = RemoteOpt,
-            trust_code: Optional[List[Path]] = TrustOpt) -> None:
+            trust_code: Optional[List[Path]] = TrustOpt,
+            policy: Optional[Path] = typer.Option(None, "--policy", "-p", help="Gate policy YAML (see ci/gate.yaml): pass/fail after the run."),
+            noise: Optional[Path] = typer.Option(None, "--noise", help="Noise floor from `harness calibrate`, for the gate.")) -> None:
     """Evaluate base and adapters in one process (base weights loaded once) and print the deltas."""
-    cfg, meta = _execute(base, adapters, suite, bench, num_fewshot, limit_per_subject, limit, out, batch_size, dtype, seed, no_cache, force, allow_pickle,
-                         trust_remote_code, trust_code, include_base=True)
+    gate_policy = None
+    if policy is not None:  # a bad policy fails before minutes of model work
+        from harness.gate import preflight
+        from harness.policy import load_policy
+        from harness.suites import load_suite
+
+        gate_policy = load_policy(policy)
+        trusted = [Path(p) for p in trust_code or []]
+        preflight(gate_policy, suites=[load_suite(s, trusted_dirs=trusted).name for s in suite or []],
+                  benches=_benches(bench))
+    cfg, meta = _execute(base, adapters, suite, bench, num_fewshot, limit_per_subject, limit, out, batch_size, dtype,
+                         seed, no_cache, force, allow_pickle, trust_remote_code, trust_code, include_base=True)
     _print_summary(cfg, meta)
+    if gate_policy is not None:
+        from harness.gate import apply_gate, format_verdict
+
+        verdict, code = apply_gate(cfg.out, gate_policy, noise)
+        for line in format_verdict(verdict):
+            typer.echo(line)
+        if code:
+            raise typer.Exit(code)
 
 
 @suites_app.command("list")

@@ -11,13 +11,13 @@ p-values are plain probabilities.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness.pairing import LEAK_CLEAN, PairedRun, TaskData, load_paired_run
+from harness.pairing import PairedRun, TaskData, load_paired_run
 from harness.stats import (
     DEFAULT_PERMUTATIONS,
     DEFAULT_RESAMPLES,
@@ -28,7 +28,6 @@ from harness.stats import (
 )
 
 POINTS = 100.0
-SUBSETS = ("all", LEAK_CLEAN)
 
 
 def _pts(x: float | None) -> float | None:
@@ -431,10 +430,4 @@ def _with_holm(rows: list[DeltaRow]) -> list[DeltaRow]:
     if not rows:
         return rows
     adjusted = holm([r.p_value for r in rows])
-    return [_replace(r, p_holm=float(p)) for r, p in zip(rows, adjusted)]
-
-
-def _replace(row: DeltaRow, **changes: Any) -> DeltaRow:
-    from dataclasses import replace
-
-    return replace(row, **changes)
+    return [replace(r, p_holm=float(p)) for r, p in zip(rows, adjusted)]

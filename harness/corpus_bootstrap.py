@@ -184,8 +184,7 @@ def paired_corpus_stats(metric: Any, base_preds: Sequence[str], adapter_preds: S
     item_gain = item_gain[np.isfinite(item_gain)]
     # n x bootstrap variance of the corpus delta plays the role of the per-item variance.
     variance = n * float(replicates.var(ddof=1)) if replicates.size > 1 else 0.0
+    worse, better = int(np.count_nonzero(item_gain < 0)), int(np.count_nonzero(item_gain > 0))
     return PairedStats(n=n, base=score_a, adapter=score_b, higher_is_better=higher_is_better,
-                       replicates=replicates, standard_error=floored_standard_error(variance, n),
-                       p_value=p_value, p_worse=p_worse, test=test,
-                       worse=int(np.count_nonzero(item_gain < 0)), better=int(np.count_nonzero(item_gain > 0)),
-                       binary=False)
+                       replicates=replicates, standard_error=floored_standard_error(variance, n, worse + better),
+                       p_value=p_value, p_worse=p_worse, test=test, worse=worse, better=better, binary=False)

@@ -24,7 +24,7 @@ import difflib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from harness.comparison import Comparison, DeltaRow, Flag
 from harness.errors import ConfigError
@@ -134,6 +134,11 @@ def _fmt(x: float | None, signed: bool = True) -> str:
     return f"{x:+.2f}" if signed else f"{x:.2f}"
 
 
+def _mde(x: float) -> str:
+    # Beyond 100 points no change of a 0..1 score is detectable; the exact number means nothing.
+    return f"{x:.2f}" if x <= 100 else "more than 100"
+
+
 def _p(p: float | None) -> str:
     if p is None:
         return "n/a"
@@ -203,7 +208,7 @@ def _interval_rule(rule: Rule, row: DeltaRow, c: float) -> tuple[str, str, dict[
             return PASS, f"{head}; lower bound {_fmt(lo)} >= -{t:.2f} (max_drop)", nums
         if hi < -t:
             return FAIL, f"{head}; even the upper bound {_fmt(hi)} is below -{t:.2f}: dropped more than max_drop", nums
-        small = f"; with n={row.n} only drops of {mde:.2f} points are detectable (power 0.8)" if mde > t else ""
+        small = f"; with n={row.n} only drops of {_mde(mde)} points are detectable (power 0.8)" if mde > t else ""
         return INCONCLUSIVE, f"{head}; the bounds straddle -{t:.2f} (max_drop){small}", nums
     if lo >= t:
         return PASS, f"{head}; lower bound {_fmt(lo)} >= {_fmt(t)} (min_gain)", nums
@@ -238,7 +243,7 @@ def _subject_rule(rule: Rule, rows: list[DeltaRow], c: float) -> tuple[str, str,
     if rows and len(small) == len(rows):
         smallest = min(e["mde"] for e in small)
         return INCONCLUSIVE, (f"none of the {len(rows)} subjects has enough items to detect a {m:.2f}-point drop "
-                              f"after Holm correction (smallest detectable: {smallest:.2f} points)"), nums, small
+                              f"after Holm correction (smallest detectable: {_mde(smallest)} points)"), nums, small
     note = f"; {len(small)} subjects too small to detect a {m:.2f}-point drop" if small else ""
     worst = min(rows, key=lambda r: r.gain)
     return PASS, (f"no subject dropped more than {m:.2f} points significantly (Holm over {len(rows)} subjects, "
@@ -256,12 +261,72 @@ def _noise_flags(rule: Rule, data: TaskData, adapter: str, comparison: Compariso
                      "data version; it is not compared with rule thresholds", adapter=adapter, task=data.task)]
     t = rule.threshold
     if t < entry.drift_points:
-        what = {"max_drop": "max_drop", "min_gain": "min_gain", "per_subject_max_drop": "per_subject_max_drop"}[rule.check]
         return [Flag("noise_floor", "warning",
-                     f"rule '{rule.name}': {what} {t:.2f} points is below the noise floor of {rule.metric} on "
+                     f"rule '{rule.name}': {rule.check} {t:.2f} points is below the noise floor of {rule.metric} on "
                      f"{data.task} ({entry.drift_points:.2f} points between two scorings of the same model): noise "
                      "alone can decide this rule", adapter=adapter, task=data.task)]
     return []
+
+
+def _no_effect_results(comparison: Comparison, many: bool) -> list[RuleResult]:
+    """The built-in rule of `on_no_effect: fail`: one result per adapter."""
+    no_effect = {f.adapter for f in comparison.flags if f.code == "no_effect"}
+    out = []
+    for adapter in comparison.adapters:
+        bad = adapter in no_effect
+        out.append(RuleResult(
+            name=f"{NO_EFFECT_RULE}[{adapter}]" if many else NO_EFFECT_RULE, rule=NO_EFFECT_RULE, adapter=adapter,
+            kind="", task="", metric="", check="has_effect", threshold=None, confidence=None, subset="all",
+            status=FAIL if bad else PASS, blocking=bad,
+            reason=(f"adapter '{adapter}' has no effect (its logits equal the base's); a no-op adapter would pass "
+                    "every non-inferiority rule" if bad else f"adapter '{adapter}' changes the base model")))
+    return out
+
+
+def _evaluate_rule(rule: Rule, data: TaskData | None, adapter: str, comparison: Comparison, policy: Policy,
+                   noise: NoiseFloor | None, many: bool) -> tuple[RuleResult, list[Flag]]:
+    """One rule for one adapter: its result and the flags it raises."""
+    c = policy.confidence_of(rule)
+    head = dict(name=f"{rule.name}[{adapter}]" if many else rule.name, rule=rule.name, adapter=adapter,
+                check=rule.check, threshold=rule.threshold, confidence=c)
+    if data is None:
+        return RuleResult(**head, kind=rule.kind or "", task=rule.task, metric=rule.metric, subset="all",
+                          status=SKIPPED, blocking=False,
+                          reason=f"skipped: the run did not evaluate '{rule.task}' (optional rule)"), []
+    flags: list[Flag] = []
+    subset = _subset(rule, policy, data, adapter, flags)
+    if noise is not None:
+        flags.extend(_noise_flags(rule, data, adapter, comparison, noise))
+    subjects: list[dict] = []
+    if rule.check == "per_subject_max_drop":
+        rows = comparison.subjects_of(adapter, data.task, rule.metric, kind=data.kind, subset=subset)
+        if not rows:
+            status, reason, nums = INCONCLUSIVE, f"no {subset} items scored for both models", {}
+        else:
+            status, reason, nums, subjects = _subject_rule(rule, rows, c)
+            if nums["too_small"]:
+                flags.append(Flag("too_few_items", "warning",
+                                  f"rule '{rule.name}' [{adapter}]: {nums['too_small']} of {nums['subjects']} subjects "
+                                  f"of {data.task} are too small to detect a {rule.threshold:.2f}-point drop",
+                                  adapter=adapter, task=data.task))
+    else:
+        row = comparison.row(adapter, data.task, rule.metric, kind=data.kind, subset=subset)
+        if row is None:
+            status, nums = INCONCLUSIVE, {}
+            reason = f"{rule.metric} on {data.task}: no {subset} items scored for both models"
+        else:
+            status, reason, nums = _interval_rule(rule, row, c)
+            if rule.check == "max_drop" and nums["mde"] > rule.threshold:
+                # A decided rule only gets a note: its interval already settled it.
+                flags.append(Flag("too_few_items", "warning" if status == INCONCLUSIVE else "info",
+                                  f"rule '{rule.name}' [{adapter}]: n={row.n} is too few for max_drop "
+                                  f"{rule.threshold:.2f}: the minimum detectable effect of {rule.metric} on "
+                                  f"{row.label} is {_mde(nums['mde'])} points (one-sided alpha {1 - c:.2g}, power 0.8)",
+                                  adapter=adapter, task=data.task))
+    blocking = status == FAIL or (status == INCONCLUSIVE and policy.on_inconclusive_of(rule) == "fail")
+    result = RuleResult(**head, kind=data.kind, task=data.task, metric=rule.metric, subset=subset, status=status,
+                        blocking=blocking, reason=reason, numbers=nums, subjects=subjects)
+    return result, flags
 
 
 def evaluate(comparison: Comparison, policy: Policy, noise: NoiseFloor | None = None) -> Verdict:
@@ -279,70 +344,47 @@ def evaluate(comparison: Comparison, policy: Policy, noise: NoiseFloor | None = 
         ConfigError: A rule selects a task, metric, subject set or adapter the run lacks.
     """
     started = time.perf_counter()
-    flags = list(comparison.flags)
-    results: list[RuleResult] = []
     many = len(comparison.adapters) > 1
-    resolved = [(rule, _resolve(rule, comparison, policy)) for rule in policy.rules]  # all errors before any work
-    if policy.on_no_effect == "fail":
-        no_effect = {f.adapter for f in comparison.flags if f.code == "no_effect"}
-        for adapter in comparison.adapters:
-            bad = adapter in no_effect
-            results.append(RuleResult(
-                name=f"{NO_EFFECT_RULE}[{adapter}]" if many else NO_EFFECT_RULE, rule=NO_EFFECT_RULE,
-                adapter=adapter, kind="", task="", metric="", check="has_effect", threshold=None, confidence=None,
-                subset="all", status=FAIL if bad else PASS, blocking=bad,
-                reason=(f"adapter '{adapter}' has no effect (its logits equal the base's); a no-op adapter would pass "
-                        "every non-inferiority rule" if bad else f"adapter '{adapter}' changes the base model")))
+    resolved = [(rule, _resolve(rule, comparison, policy)) for rule in policy.rules]  # every error before any work
+    flags = list(comparison.flags)
+    results = _no_effect_results(comparison, many) if policy.on_no_effect == "fail" else []
     for rule, data in resolved:
-        c = policy.confidence_of(rule)
         for adapter in rule.adapters or comparison.adapters:
-            name = f"{rule.name}[{adapter}]" if many else rule.name
-            base = dict(name=name, rule=rule.name, adapter=adapter, check=rule.check, threshold=rule.threshold,
-                        confidence=c)
-            if data is None:
-                results.append(RuleResult(**base, kind=rule.kind or "", task=rule.task, metric=rule.metric,
-                                          subset="all", status=SKIPPED, blocking=False,
-                                          reason=f"skipped: the run did not evaluate '{rule.task}' (optional rule)"))
-                continue
-            subset = _subset(rule, policy, data, adapter, flags)
-            common = dict(base, kind=data.kind, task=data.task, metric=rule.metric, subset=subset)
-            if noise is not None:
-                flags.extend(_noise_flags(rule, data, adapter, comparison, noise))
-            subjects: list[dict] = []
-            if rule.check == "per_subject_max_drop":
-                rows = comparison.subjects_of(adapter, data.task, rule.metric, kind=data.kind, subset=subset)
-                if not rows:
-                    status, reason, nums = INCONCLUSIVE, f"no {subset} items scored for both models", {}
-                else:
-                    status, reason, nums, subjects = _subject_rule(rule, rows, c)
-                    if nums["too_small"]:
-                        flags.append(Flag("too_few_items", "warning",
-                                          f"rule '{rule.name}' [{adapter}]: {nums['too_small']} of {nums['subjects']} "
-                                          f"subjects of {data.task} are too small to detect a {rule.threshold:.2f}-point "
-                                          "drop", adapter=adapter, task=data.task))
-            else:
-                row = comparison.row(adapter, data.task, rule.metric, kind=data.kind, subset=subset)
-                if row is None:
-                    status, reason, nums = INCONCLUSIVE, (f"{rule.metric} on {data.task}: no {subset} items scored "
-                                                          "for both models"), {}
-                else:
-                    status, reason, nums = _interval_rule(rule, row, c)
-                    if rule.check == "max_drop" and nums["mde"] > rule.threshold:
-                        # Decided rules only get a note: the interval already settled them.
-                        flags.append(Flag("too_few_items", "warning" if status == INCONCLUSIVE else "info",
-                                          f"rule '{rule.name}' [{adapter}]: n={row.n} is too few for max_drop "
-                                          f"{rule.threshold:.2f}: the minimum detectable effect of {rule.metric} on "
-                                          f"{row.label} is {nums['mde']:.2f} points (one-sided alpha {1 - c:.2g}, "
-                                          "power 0.8)", adapter=adapter, task=data.task))
-            blocking = status == FAIL or (status == INCONCLUSIVE and policy.on_inconclusive_of(rule) == "fail")
-            results.append(RuleResult(**common, status=status, blocking=blocking, reason=reason, numbers=nums,
-                                      subjects=subjects))
+            result, raised = _evaluate_rule(rule, data, adapter, comparison, policy, noise, many)
+            results.append(result)
+            flags.extend(raised)
     statuses = {r.status for r in results}
     verdict = FAIL if FAIL in statuses else INCONCLUSIVE if INCONCLUSIVE in statuses else PASS
     exit_code = 1 if any(r.blocking for r in results) else 0
     return Verdict(verdict=verdict, exit_code=exit_code, rules=results, flags=flags, comparison=comparison,
                    policy=policy, noise_floor=str(noise.path) if noise else None,
                    elapsed_s=time.perf_counter() - started)
+
+
+def preflight(policy: Policy, suites: Iterable[str] = (), benches: Iterable[str] = ()) -> None:
+    """Before a run: checks that every required rule selects a task the run will evaluate.
+
+    `harness compare --policy` calls this before loading models, so a policy that names a
+    benchmark the command line forgot fails in a second rather than after the evaluation.
+
+    Args:
+        policy: The loaded policy.
+        suites: Suite names the run will evaluate (resolved names, as in suite.yaml).
+        benches: Benchmark names the run will evaluate.
+
+    Raises:
+        ConfigError: A non-optional rule selects a task outside `suites` and `benches`.
+    """
+    have = {("suite", s) for s in suites} | {("bench", b) for b in benches}
+    for rule in policy.rules:
+        kinds = [rule.kind] if rule.kind else ["suite", "bench"]
+        if rule.optional or any((k, rule.task) in have for k in kinds):
+            continue
+        listed = ", ".join(f"{k} {t}" for k, t in sorted(have)) or "nothing"
+        flag = "--bench" if rule.kind == "bench" else "--suite" if rule.kind == "suite" else "--suite/--bench"
+        raise ConfigError(f"{policy.source or 'policy'}: rule '{rule.name}' selects {rule.kind or 'task'} "
+                          f"'{rule.task}', which this run will not evaluate (it evaluates: {listed})",
+                          f"add {flag} {rule.task}, or mark the rule `optional: true`")
 
 
 def clear_artifacts(run_dir: str | Path) -> None:
@@ -376,9 +418,7 @@ def apply_gate(run_dir: str | Path, policy_path: str | Path | Policy, noise: str
         clear_artifacts(run_dir)
     noise_path = Path(noise) if noise else policy.noise_floor_path()
     floor = load_noise(noise_path) if noise_path else None
-    comparison = Comparison.from_run_dir(run_dir, confidence=policy.confidence,
-                                         resamples=policy.bootstrap.resamples,
-                                         permutations=policy.bootstrap.permutations, seed=policy.bootstrap.seed)
+    comparison = Comparison.from_run_dir(run_dir, **policy.comparison_settings())
     verdict = evaluate(comparison, policy, floor)
     if write:
         from harness.artifacts import write_artifacts

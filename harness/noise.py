@@ -162,7 +162,8 @@ def load_noise(path: str | Path) -> NoiseFloor:
     """
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"noise-floor file {path} not found", "create it with `harness calibrate MODEL ... --out FILE`")
+        raise ConfigError(f"noise-floor file {path} not found",
+                          "create it with `harness calibrate MODEL ... --out FILE`")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
@@ -175,9 +176,10 @@ def load_noise(path: str | Path) -> NoiseFloor:
 
 def calibrate(model: str, *, out: Path, suites: list[str], benches: list[str] | None = None,
               adapter: str | None = None, batch_sizes: tuple[int, int] = (16, 3), limit: int | None = None,
-              dtype: str = "float32", seed: int = 0, trust_code: list[Path] | None = None,
-              allow_pickle: bool = False, trust_remote_code: bool = False, runs_dir: Path | None = None,
-              command: list[str] | None = None, warn: Callable[[str], None] | None = None) -> dict[str, Any]:
+              limit_per_subject: int | None = None, num_fewshot: int = 0, dtype: str = "float32", seed: int = 0,
+              trust_code: list[Path] | None = None, allow_pickle: bool = False, trust_remote_code: bool = False,
+              runs_dir: Path | None = None, command: list[str] | None = None,
+              warn: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Scores one model twice (different batch sizes, no cache) and writes the drift to `out`.
 
     Args:
@@ -188,6 +190,8 @@ def calibrate(model: str, *, out: Path, suites: list[str], benches: list[str] | 
         adapter: Calibrate this adapter (on `model`) instead of the bare base.
         batch_sizes: The two batch sizes; they must differ.
         limit: Items per suite/benchmark.
+        limit_per_subject: Seeded sample of N items per benchmark subject (benchmarks only).
+        num_fewshot: Few-shot examples for benchmarks.
         dtype: Model dtype.
         seed: Run seed.
         trust_code: Suite folders whose python hook may run.
@@ -211,6 +215,12 @@ def calibrate(model: str, *, out: Path, suites: list[str], benches: list[str] | 
     if benches and "benches" not in fields:
         raise ConfigError("this harness build cannot run benchmarks yet (RunConfig has no `benches`)",
                           "calibrate with --suite only, or update harness")
+    # Benchmark options travel only with --bench, so a suite-only calibration works on any build.
+    bench_options = {"benches": list(benches)} if benches else {}
+    if benches and num_fewshot:
+        bench_options["num_fewshot"] = num_fewshot
+    if benches and limit_per_subject is not None:
+        bench_options["limit_per_subject"] = limit_per_subject
     out = Path(out)
     if out.is_dir():
         raise ConfigError(f"--out {out} is a folder", "pass a file path, e.g. noise/smollm2.json")
@@ -224,8 +234,7 @@ def calibrate(model: str, *, out: Path, suites: list[str], benches: list[str] | 
                 suites=list(suites), limit=limit, include_base=not adapter, batch_size=bs, dtype=dtype, seed=seed,
                 allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, trust_code=list(trust_code or []),
                 use_cache=False, force=True, command=list(command or []))
-            if benches:
-                kwargs["benches"] = list(benches)
+            kwargs.update(bench_options)
             execute(RunConfig(**kwargs), warn=warn)
             dirs.append(kwargs["out"])
         doc = drift(dirs[0], dirs[1])
@@ -234,6 +243,7 @@ def calibrate(model: str, *, out: Path, suites: list[str], benches: list[str] | 
             shutil.rmtree(root, ignore_errors=True)
     doc = {"schema": SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "model": model, "adapter": adapter,
            "limit": limit, "suites": list(suites), "benches": list(benches or []),
+           **{k: v for k, v in bench_options.items() if k != "benches"},
            **{k: v for k, v in doc.items() if k != "schema"}}
     if keep:
         doc["runs"] = [str(d) for d in dirs]

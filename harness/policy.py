@@ -128,6 +128,11 @@ class Policy(BaseModel):
     def decide_on_of(self, rule: Rule) -> str:
         return rule.decide_on or self.decide_on
 
+    def comparison_settings(self) -> dict[str, Any]:
+        """Keyword arguments for `Comparison.from_run_dir`, so a report built later shows the gate's numbers."""
+        return {"confidence": self.confidence, "resamples": self.bootstrap.resamples,
+                "permutations": self.bootstrap.permutations, "seed": self.bootstrap.seed}
+
     def noise_floor_path(self) -> Path | None:
         """`noise_floor`, resolved against the policy file's folder."""
         if not self.noise_floor:

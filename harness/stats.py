@@ -32,10 +32,12 @@ DEFAULT_PERMUTATIONS = 10000
 DEFAULT_POWER = 0.8
 # Permutation tests enumerate every sign pattern exactly up to this many changed items.
 EXACT_SIGN_FLIP_MAX = 16
-# With no changed item among n, the share of changed items could still be 3/n at 95%
-# confidence ("rule of three"). Deltas lie in [-1, 1], so their variance is at most that
-# share; intervals and detectable effects never assume less, so a tiny or unchanged
-# subset is never certified by a zero-width interval.
+# Items whose score did not change can still hide changes: with none seen among n, the
+# share of changing items could be up to 3/n at 95% confidence ("rule of three"), and a
+# delta in [-1, 1] has variance up to that share. Intervals and detectable effects never
+# assume less than 3/n x (share of unchanged items), so a tiny or unchanged subset is never
+# certified by a zero-width interval, while a run where most items moved is left to its
+# observed variance.
 RULE_OF_THREE = 3.0
 # Index-resampling chunk, in elements, to bound memory on large runs.
 _CHUNK_ELEMENTS = 4_000_000
@@ -253,17 +255,25 @@ def holm(pvalues: Sequence[float]) -> np.ndarray:
     return out
 
 
-def floored_standard_error(variance: float, n: int) -> float:
+def variance_floor(n: int, changed: int) -> float:
+    """Smallest per-item delta variance assumed for n items of which `changed` moved (see RULE_OF_THREE)."""
+    if n <= 0:
+        return float("inf")
+    return RULE_OF_THREE / n * max(0.0, 1.0 - changed / n)
+
+
+def floored_standard_error(variance: float, n: int, changed: int = 0) -> float:
     """Standard error of a mean of n deltas, never below the rule-of-three floor.
 
     Args:
         variance: Sample variance of the deltas (or, for a corpus statistic, n x the
             bootstrap variance).
         n: Number of items.
+        changed: Items whose score changed.
     """
     if n <= 0:
         return float("inf")
-    return float(np.sqrt(max(variance, RULE_OF_THREE / n) / n))
+    return float(np.sqrt(max(variance, variance_floor(n, changed)) / n))
 
 
 def minimum_detectable_effect(standard_error: float, alpha: float = 0.05, power: float = DEFAULT_POWER) -> float:
@@ -331,18 +341,19 @@ class PairedStats:
         """One-sided bounds of the delta: each holds with probability `confidence`.
 
         The percentile bootstrap interval at two-sided level 2c - 1, widened to at least
-        +/- z x rule-of-three floor around the estimate so that a subset where nothing
-        changed does not get a zero-width interval.
+        +/- z x sqrt(variance_floor / n) around the estimate so that a subset where nothing
+        (or almost nothing) changed does not get a zero-width interval.
 
         Args:
             confidence: One-sided confidence of each bound, e.g. 0.95.
 
         Returns:
-            (low, high) of `adapter - base`.
+            (low, high) of `adapter - base`, within [-1, 1].
         """
         lo, hi = percentile_interval(self.replicates, 2.0 * confidence - 1.0)
-        floor = normal_quantile(confidence) * np.sqrt(RULE_OF_THREE) / max(self.n, 1)
-        return min(lo, self.delta - floor), max(hi, self.delta + floor)
+        floor = normal_quantile(confidence) * np.sqrt(variance_floor(self.n, self.worse + self.better) / max(self.n, 1))
+        # Scores are 0..1, so a delta lies in [-1, 1] whatever the floor says.
+        return max(-1.0, min(lo, self.delta - floor)), min(1.0, max(hi, self.delta + floor))
 
     def gain_bounds(self, confidence: float = 0.95) -> tuple[float, float]:
         """`bounds` for the gain (positive = better), so rules read the same in both directions."""
@@ -389,5 +400,5 @@ def paired_item_stats(base: Sequence[float], adapter: Sequence[float], *, higher
         p_worse = p_lower if higher_is_better else p_higher
     variance = float(d.var(ddof=1)) if n > 1 else 0.0
     return PairedStats(n=n, base=float(b.mean()), adapter=float(a.mean()), higher_is_better=higher_is_better,
-                       replicates=replicates, standard_error=floored_standard_error(variance, n),
+                       replicates=replicates, standard_error=floored_standard_error(variance, n, worse + better),
                        p_value=p_value, p_worse=p_worse, test=test, worse=worse, better=better, binary=binary)

@@ -63,6 +63,9 @@ def calibrate(model: str = typer.Argument(..., help="Base model: folder, .gguf f
                                                     help="Calibrate this adapter on MODEL instead of the bare base."),
               batch_sizes: str = typer.Option("16,3", "--batch-sizes", help="The two batch sizes to compare."),
               limit: Optional[int] = typer.Option(None, "--limit", "-n", help="Items per suite/benchmark."),
+              limit_per_subject: Optional[int] = typer.Option(None, "--limit-per-subject",
+                                                              help="Seeded sample of N items per benchmark subject."),
+              num_fewshot: int = typer.Option(0, "--num-fewshot", help="Few-shot examples for benchmarks."),
               dtype: str = typer.Option("float32", "--dtype"), seed: int = typer.Option(0, "--seed"),
               keep_runs: Optional[Path] = typer.Option(None, "--keep-runs", help="Keep both run folders here."),
               allow_pickle: bool = typer.Option(False, "--allow-pickle"),
@@ -76,7 +79,8 @@ def calibrate(model: str = typer.Argument(..., help="Base model: folder, .gguf f
 
     benches = [b.strip() for item in bench or [] for b in item.split(",") if b.strip()]
     doc = run_calibration(model, out=out, suites=list(suite or []), benches=benches, adapter=adapter,
-                          batch_sizes=_batch_sizes(batch_sizes), limit=limit, dtype=dtype, seed=seed,
+                          batch_sizes=_batch_sizes(batch_sizes), limit=limit, limit_per_subject=limit_per_subject,
+                          num_fewshot=num_fewshot, dtype=dtype, seed=seed,
                           trust_code=list(trust_code or []), allow_pickle=allow_pickle,
                           trust_remote_code=trust_remote_code, runs_dir=keep_runs,
                           command=["harness", *sys.argv[1:]],

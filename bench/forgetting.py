@@ -1,0 +1,108 @@
+"""Forgetting-check speed: lm-eval's `hf` backend vs the harness backend, same run, same docs.
+
+    .venv/bin/python bench/forgetting.py [--quick]
+
+SmolLM2-135M fp32 on the offline mirrors: MMLU 0-shot (first 5 per subject = 285 items),
+MMLU 5-shot (first 1 per subject = 57), HellaSwag (first 200); then the harness in bf16 on
+MMLU 0-shot against the fp32 reference. Prints wall times, speed ratios, prediction
+agreement, max |delta log-likelihood| and, for MMLU 0-shot, the share of the fp32 roofline:
+model FLOPs for the distinct inputs lm-eval asks for (LM head only where a log-prob is
+read) over the matmul peak measured here, in this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from harness.assets import asset_path
+from harness.forgetting.backend import HarnessLM
+from harness.forgetting.parity import compare_runs, run_backend
+from harness.forgetting.scorer import build_sequences
+from harness.forgetting.tasks import resolve, task_manager
+
+
+class Recording(HarnessLM):
+    """Keeps the token requests lm-eval sends, to count the FLOPs they need."""
+
+    def _loglikelihood_tokens(self, requests, disable_tqdm=False, override_bs=None):
+        self.seen = getattr(self, "seen", []) + [(list(c), list(x)) for _, c, x in requests]
+        return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)
+
+
+def matmul_peak(dtype=torch.float32, n=2048, reps=10) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def needed_flops(model, requests, max_length) -> float:
+    cfg = model.config
+    embed = cfg.vocab_size * cfg.hidden_size
+    body = sum(p.numel() for p in model.parameters()) - embed  # tied head counted below, per position
+    flops = 0.0
+    for seq in build_sequences(requests, max_length):
+        n = len(seq.tokens)
+        heads = n - seq.first_needed
+        attn = 2 * 2 * cfg.num_hidden_layers * cfg.hidden_size * n * n / 2  # QK^T and AV, causal half
+        flops += 2 * body * n + attn + 2 * embed * heads
+    return flops
+
+
+def setting(tm, names, shots, limit):
+    specs = [leaf.config for leaf in resolve(names, num_fewshot=shots, offline=True)]
+    tasks = tm.load(specs)["tasks"]
+    samples = {t: list(range(min(limit, len(task.eval_docs)))) for t, task in tasks.items()}
+    return specs, samples
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="fewer items, for a smoke run")
+    args = ap.parse_args()
+    from lm_eval.models.huggingface import HFLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = asset_path("smollm2-135m")
+    tok = AutoTokenizer.from_pretrained(path)
+    fp32 = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    tm = task_manager(True)
+    q = args.quick
+    cases = [("MMLU 0-shot", ["mmlu"], 0, 1 if q else 5), ("MMLU 5-shot", ["mmlu"], 5, 1),
+             ("HellaSwag", ["hellaswag"], 0, 20 if q else 200)]
+    peak = matmul_peak()
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, fp32 matmul peak {peak:.1f} GFLOP/s (2048^2, best of 10)")
+    refs = {}
+    for label, names, shots, limit in cases:
+        specs, samples = setting(tm, names, shots, limit)
+        ref = run_backend(HFLM(pretrained=fp32, tokenizer=tok, batch_size=16), list(tm.load(specs)["tasks"].values()), samples, shots)
+        lm = Recording(pretrained=fp32, tokenizer=tok, batch_size=16)
+        ours = run_backend(lm, list(tm.load(specs)["tasks"].values()), samples, shots)
+        c = compare_runs(ref, ours)
+        refs[label] = (ref, specs, samples, shots)
+        line = (f"{label:12} items {c['items']:4}  lm-eval hf {ref.wall_s:7.1f}s  harness {ours.wall_s:6.1f}s  "
+                f"ratio {ref.wall_s / ours.wall_s:5.2f}x  agree {c['agree']}/{c['items']}  max|dll| {c['max_abs_dll']:.1e}")
+        if shots == 0 and names == ["mmlu"]:
+            flops = needed_flops(fp32, lm.seen, lm.max_length)
+            roof = flops / (peak * 1e9)
+            line += f"  roofline {roof:.1f}s -> {100 * roof / ours.wall_s:.0f}% of roofline"
+        print(line, flush=True)
+        key = next(iter(ref.acc))
+        print(f"{'':12} acc ({key}): lm-eval hf {ref.acc[key]:.4f}, harness {ours.acc[key]:.4f}")
+    bf16 = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16).eval()
+    ref, specs, samples, shots = refs["MMLU 0-shot"]
+    ours = run_backend(HarnessLM(pretrained=bf16, tokenizer=tok, batch_size=16), list(tm.load(specs)["tasks"].values()), samples, shots)
+    c = compare_runs(ref, ours)
+    print(f"{'MMLU bf16':12} items {c['items']:4}  lm-eval hf fp32 {ref.wall_s:7.1f}s  harness bf16 {ours.wall_s:6.1f}s  "
+          f"ratio {ref.wall_s / ours.wall_s:5.2f}x  agree {c['agree']}/{c['items']} ({100 * c['agree'] / c['items']:.1f}%)")
+
+
+if __name__ == "__main__":
+    main()

@@ -85,8 +85,13 @@ def score(model, requests: Sequence[tuple[Sequence[int], Sequence[int]]], max_le
     decoder, head, softcap = _parts(model)
     out: list[tuple[float, bool] | None] = [None] * len(requests)
     seqs = build_sequences(requests, max_length)
+    groups = group_sequences(seqs)
+    # Rows that share nothing worth caching are pooled and batched by length instead:
+    # short prompts alone make matmuls too thin to reach the machine's peak.
+    loose = [r for prefix, rows in groups if not prefix for r in rows]
+    work = [(prefix, rows) for prefix, rows in groups if prefix] + [(0, loose)]
     with torch.inference_mode():
-        for prefix, rows in group_sequences(seqs):
+        for prefix, rows in work:
             prefix_kv = None
             if prefix:
                 pc = DynamicCache()
@@ -137,10 +142,10 @@ def _score_rows(decoder, head, softcap, rows, prefix, prefix_kv, pad_id, out) ->
         kwargs["past_key_values"] = DynamicCache(ddp_cache_data=[
             (k.expand(n, -1, -1, -1).contiguous(), v.expand(n, -1, -1, -1).contiguous()) for k, v in prefix_kv])
         kwargs["use_cache"] = True
-    # Right padding needs no mask for causal attention (as in lm-eval's hf backend), but a
-    # prefix cache shared by rows of different lengths does, so the mask is always passed.
+    # Right padding needs no mask under causal attention (real tokens never see the pads
+    # after them, as in lm-eval's hf backend); only a prefix cache in front needs one.
     positions = torch.arange(prefix, prefix + width).unsqueeze(0).expand(n, -1)
-    hidden = decoder(input_ids=ids, attention_mask=mask if n > 1 or prefix else None,
+    hidden = decoder(input_ids=ids, attention_mask=mask if prefix else None,
                      position_ids=positions, **kwargs).last_hidden_state
     for i, r in enumerate(rows):
         lo = r.first_needed - prefix

@@ -31,6 +31,7 @@ demo: setup
 bench: setup
 	$(BIN)/python bench/generate.py
 	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/forgetting.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -48,6 +48,7 @@ BatchOpt = typer.Option(16, "--batch-size", help="Prompts decoded together.")
 DtypeOpt = typer.Option("float32", "--dtype", help="float32 | bfloat16 | float16.")
 SeedOpt = typer.Option(0, "--seed")
 NoCacheOpt = typer.Option(False, "--no-cache", help="Recompute every item and write nothing to the result cache.")
+JudgeOpt = typer.Option(True, "--judge/--no-judge", help="Run the suites' rubric judges (HARNESS_JUDGE=off also skips them).")
 ForceOpt = typer.Option(False, "--force", help="Replace a run folder that holds a different run.")
 PickleOpt = typer.Option(False, "--allow-pickle", help="Allow pickle checkpoints (.bin/.pt), which can run code.")
 RemoteOpt = typer.Option(False, "--trust-remote-code", help="Allow models that ship their own Python code.")
@@ -59,14 +60,14 @@ def _benches(values) -> list[str]:
 
 
 def _execute(base, adapters, suite, bench, num_fewshot, limit_per_subject, limit, out, batch_size, dtype, seed,
-             no_cache, force, allow_pickle, trust_remote_code, trust_code, include_base):
+             no_cache, force, allow_pickle, trust_remote_code, trust_code, include_base, judge=True):
     from harness.run import RunConfig, execute
 
     cfg = RunConfig(base=base, adapters=list(adapters or []), suites=list(suite or []), benches=_benches(bench),
                     num_fewshot=num_fewshot, limit_per_subject=limit_per_subject, limit=limit,
                     out=Path(out) if out else _default_out(), include_base=include_base, batch_size=batch_size,
                     dtype=dtype, seed=seed, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
-                    trust_code=[Path(p) for p in trust_code or []], use_cache=not no_cache, force=force,
+                    trust_code=[Path(p) for p in trust_code or []], use_cache=not no_cache, judge=judge, force=force,
                     command=["harness", *sys.argv[1:]])
     meta = execute(cfg, warn=lambda m: _err(f"warning: {m}"))
     return cfg, meta
@@ -111,12 +112,12 @@ def run(model: str = typer.Argument(..., help="Base model: folder, .gguf file, a
         adapter: Optional[List[str]] = typer.Option(None, "--adapter", "-a", help="PEFT LoRA folder, or NAME=PATH; repeatable."),
         suite: Optional[List[str]] = SuiteOpt, bench: Optional[List[str]] = BenchOpt, num_fewshot: int = FewshotOpt,
         limit_per_subject: Optional[int] = PerSubjectOpt, limit: Optional[int] = LimitOpt, out: Optional[Path] = OutOpt,
-        batch_size: int = BatchOpt, dtype: str = DtypeOpt, seed: int = SeedOpt, no_cache: bool = NoCacheOpt,
+        batch_size: int = BatchOpt, dtype: str = DtypeOpt, seed: int = SeedOpt, no_cache: bool = NoCacheOpt, judge: bool = JudgeOpt,
         force: bool = ForceOpt, allow_pickle: bool = PickleOpt, trust_remote_code: bool = RemoteOpt,
         trust_code: Optional[List[Path]] = TrustOpt) -> None:
     """Evaluate one model (with its adapters applied, if any) on suites."""
     cfg, meta = _execute(model, adapter, suite, bench, num_fewshot, limit_per_subject, limit, out, batch_size, dtype, seed, no_cache, force, allow_pickle,
-                         trust_remote_code, trust_code, include_base=not adapter)
+                         trust_remote_code, trust_code, include_base=not adapter, judge=judge)
     _print_summary(cfg, meta)
 
 
@@ -125,7 +126,7 @@ def compare(base: str = typer.Argument(..., help="Base model: folder, .gguf file
             adapters: List[str] = typer.Argument(..., help="PEFT LoRA folders (or NAME=PATH), evaluated against the base."),
             suite: Optional[List[str]] = SuiteOpt, bench: Optional[List[str]] = BenchOpt, num_fewshot: int = FewshotOpt,
             limit_per_subject: Optional[int] = PerSubjectOpt, limit: Optional[int] = LimitOpt, out: Optional[Path] = OutOpt,
-            batch_size: int = BatchOpt, dtype: str = DtypeOpt, seed: int = SeedOpt, no_cache: bool = NoCacheOpt,
+            batch_size: int = BatchOpt, dtype: str = DtypeOpt, seed: int = SeedOpt, no_cache: bool = NoCacheOpt, judge: bool = JudgeOpt,
             force: bool = ForceOpt, allow_pickle: bool = PickleOpt, trust_remote_code: bool = RemoteOpt,
             trust_code: Optional[List[Path]] = TrustOpt,
             policy: Optional[Path] = typer.Option(None, "--policy", "-p", help="Gate policy YAML (see ci/gate.yaml): pass/fail after the run."),
@@ -142,7 +143,7 @@ def compare(base: str = typer.Argument(..., help="Base model: folder, .gguf file
         preflight(gate_policy, suites=[load_suite(s, trusted_dirs=trusted).name for s in suite or []],
                   benches=_benches(bench))
     cfg, meta = _execute(base, adapters, suite, bench, num_fewshot, limit_per_subject, limit, out, batch_size, dtype,
-                         seed, no_cache, force, allow_pickle, trust_remote_code, trust_code, include_base=True)
+                         seed, no_cache, force, allow_pickle, trust_remote_code, trust_code, include_base=True, judge=judge)
     _print_summary(cfg, meta)
     if gate_policy is not None:
         from harness.gate import apply_gate, format_verdict

@@ -46,6 +46,8 @@ def delta_rows(meta: dict[str, Any]) -> list[DeltaRow]:
                 for metric, value in agg.items():
                     if metric in ("n", "mean_latency_s", "mean_new_tokens") or not isinstance(value, (int, float)):
                         continue
+                    if not isinstance(base.get(metric), (int, float)):  # e.g. a judge metric nobody scored
+                        continue
                     rows.append(DeltaRow(kind=kind, task=task, metric=metric, model=model, base=float(base[metric]),
                                          value=float(value), n=int(agg.get("n", 0)),
                                          higher_is_better=info.get(metric, {}).get("higher_is_better", True)))

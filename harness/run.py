@@ -35,6 +35,7 @@ class RunConfig:
     trust_remote_code: bool = False
     trust_code: list[Path] = field(default_factory=list)
     use_cache: bool = True
+    judge: bool = True
     force: bool = False
     command: list[str] = field(default_factory=list)
 
@@ -42,7 +43,7 @@ class RunConfig:
         return {"base": self.base, "adapters": list(self.adapters), "suites": list(self.suites),
                 "benches": list(self.benches), "num_fewshot": self.num_fewshot,
                 "limit_per_subject": self.limit_per_subject, "limit": self.limit,
-                "include_base": self.include_base, "dtype": self.dtype, "seed": self.seed}
+                "include_base": self.include_base, "dtype": self.dtype, "seed": self.seed, "judge": self.judge}
 
 
 def default_cache_path() -> Path:
@@ -188,6 +189,11 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> dict[s
         for m in s.metric_names:
             get_metric(m)
         s.examples(cfg.limit)  # data errors surface before minutes of model loading
+    from harness.judges import judge_enabled, validate_judge
+
+    judged = [s for s in suites if cfg.judge and judge_enabled(s)]
+    for s in judged:  # missing key, unreachable endpoint, bad rubric: fail before loading models
+        validate_judge(s)
     _check_out_dir(cfg)
 
     import torch
@@ -202,12 +208,19 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> dict[s
     stats = {"cached": 0, "computed": 0}
     records: list[dict] = []
     suite_aggs: dict[str, dict] = {}
+    judge_results: dict[str, Any] = {}
     bench_aggs: dict[str, dict] = {}
     bench_prov: dict[str, Any] = {}
     try:
         with _Progress() as progress:
             for suite in suites:
                 recs, aggs = evaluate_suite(bundle, suite, model_names, cfg.limit, cfg.batch_size, cache, progress, stats)
+                if suite in judged:
+                    from harness.judges import judge_records
+
+                    judge_results[suite.name] = judge_records(
+                        suite, suite.examples(cfg.limit), recs, aggs, use_cache=cfg.use_cache,
+                        log=lambda m: progress.p.console.print(m, markup=False, highlight=False))
                 records.extend(recs)
                 suite_aggs[suite.name] = aggs
             if cfg.benches:
@@ -229,6 +242,9 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> dict[s
         from harness.forgetting.runner import BENCH_METRICS
 
         metric_info.update({m: {"higher_is_better": True, "corpus_level": False} for m in BENCH_METRICS})
+    for jr in judge_results.values():
+        metric_info.update({k: {"higher_is_better": v["higher_is_better"], "corpus_level": False}
+                            for k, v in jr.metrics.items()})
     for s in suites:
         for m in map(get_metric, s.metric_names):
             metric_info[m.name] = {"higher_is_better": m.higher_is_better, "corpus_level": m.corpus_level}
@@ -246,6 +262,7 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> dict[s
                              "has_effect": a.has_effect, "warnings": a.warnings}
                          for n, a in bundle.adapters.items()},
             "suites": {s.name: s.fingerprint() for s in suites},
+            "judges": {name: jr.provenance for name, jr in judge_results.items()},
             "benchmarks": {k: v for k, v in bench_prov.items() if not k.startswith("_")},
             "lm_eval_results": bench_prov.get("_lm_eval_results", {}),
             "bench_requests": bench_prov.get("_requests", {}),
@@ -256,6 +273,7 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> dict[s
             "batch_size": cfg.batch_size,
         },
         "metrics": metric_info,
+        "judges": {name: jr.stats for name, jr in judge_results.items()},
         "aggregates": {"suites": suite_aggs, **({"bench": bench_aggs} if cfg.benches else {})},
         "timing": {"load_s": round(load_s, 2), "total_s": round(time.time() - started, 2),
                    "items_computed": stats["computed"], "items_cached": stats["cached"]},

@@ -14,6 +14,7 @@ A backend plugin (`@register("judge", NAME)`) is a class built as
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from typing import Any, Callable
 from harness.errors import ConfigError, HarnessError
 
 REDACTED = "***"
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
 _MIN_SECRET_LEN = 4  # shorter "keys" would shred ordinary text and protect nothing
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
@@ -71,6 +73,13 @@ def read_api_key(env_name: str | None, where: str = "") -> str | None:
     value = os.environ.get(env_name, "")
     if not value.strip():
         prefix = f"{where}: " if where else ""
+        if not _ENV_NAME.match(env_name):
+            # Not shaped like a variable name: it may be the key itself, so it is not repeated.
+            raise ConfigError(
+                f"{prefix}judge.api_key_env: no environment variable of that name is set, and the name "
+                "does not look like one (is it the key itself?)",
+                "put the key in an environment variable and give that variable's NAME, e.g. OPENAI_API_KEY",
+            )
         raise ConfigError(
             f"{prefix}judge.api_key_env: environment variable {env_name} is not set",
             f"export {env_name}=<your key> (or set HARNESS_JUDGE_API_KEY_ENV to another variable's name, "

@@ -270,7 +270,7 @@ def parse_pointwise(text: str | None, criteria: Sequence[CriterionSpec]) -> Poin
         if (scores or problems) and len(scores) >= len(best):
             best, best_problems = scores, problems
     if not any_json:
-        return PointwiseParse(error="no JSON object in the reply")
+        return PointwiseParse(error="no valid JSON object in the reply")
     missing = [n for n in names if n not in best]
     if not missing:
         return PointwiseParse(scores=best)
@@ -318,5 +318,5 @@ def parse_pairwise(text: str | None) -> PairwiseParse:
     if result is not None:
         return result
     if not seen_json:
-        return PairwiseParse(error="no JSON object in the reply")
+        return PairwiseParse(error="no valid JSON object in the reply")
     return PairwiseParse(error=problem)

@@ -60,7 +60,7 @@ def _benches(values) -> list[str]:
 
 
 def _execute(base, adapters, suite, bench, num_fewshot, limit_per_subject, limit, out, batch_size, dtype, seed,
-             no_cache, force, allow_pickle, trust_remote_code, trust_code, include_base, judge=True):
+             no_cache, force, allow_pickle, trust_remote_code, trust_code, include_base, judge=True, train=None):
     from harness.run import RunConfig, execute
 
     cfg = RunConfig(base=base, adapters=list(adapters or []), suites=list(suite or []), benches=_benches(bench),
@@ -68,6 +68,7 @@ def _execute(base, adapters, suite, bench, num_fewshot, limit_per_subject, limit
                     out=Path(out) if out else _default_out(), include_base=include_base, batch_size=batch_size,
                     dtype=dtype, seed=seed, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
                     trust_code=[Path(p) for p in trust_code or []], use_cache=not no_cache, judge=judge, force=force,
+                    train_files=[Path(p) for p in train or []],
                     command=["harness", *sys.argv[1:]])
     meta = execute(cfg, warn=lambda m: _err(f"warning: {m}"))
     return cfg, meta
@@ -130,7 +131,8 @@ def compare(base: str = typer.Argument(..., help="Base model: folder, .gguf file
             force: bool = ForceOpt, allow_pickle: bool = PickleOpt, trust_remote_code: bool = RemoteOpt,
             trust_code: Optional[List[Path]] = TrustOpt,
             policy: Optional[Path] = typer.Option(None, "--policy", "-p", help="Gate policy YAML (see ci/gate.yaml): pass/fail after the run."),
-            noise: Optional[Path] = typer.Option(None, "--noise", help="Noise floor from `harness calibrate`, for the gate.")) -> None:
+            noise: Optional[Path] = typer.Option(None, "--noise", help="Noise floor from `harness calibrate`, for the gate."),
+            train: Optional[List[Path]] = typer.Option(None, "--train", help="The adapter's training data: label eval items that leaked into it; repeatable.")) -> None:
     """Evaluate base and adapters in one process (base weights loaded once) and print the deltas."""
     gate_policy = None
     if policy is not None:  # a bad policy fails before minutes of model work
@@ -143,7 +145,8 @@ def compare(base: str = typer.Argument(..., help="Base model: folder, .gguf file
         preflight(gate_policy, suites=[load_suite(s, trusted_dirs=trusted).name for s in suite or []],
                   benches=_benches(bench))
     cfg, meta = _execute(base, adapters, suite, bench, num_fewshot, limit_per_subject, limit, out, batch_size, dtype,
-                         seed, no_cache, force, allow_pickle, trust_remote_code, trust_code, include_base=True, judge=judge)
+                         seed, no_cache, force, allow_pickle, trust_remote_code, trust_code, include_base=True, judge=judge,
+                         train=train)
     _print_summary(cfg, meta)
     if gate_policy is not None:
         from harness.gate import apply_gate, format_verdict

@@ -38,12 +38,15 @@ class RunConfig:
     judge: bool = True
     force: bool = False
     command: list[str] = field(default_factory=list)
+    train_files: list[Path] = field(default_factory=list)  # scanned for leaks into the eval items
+    extra_meta: dict[str, Any] = field(default_factory=dict)  # e.g. training records from `harness ab`
 
     def spec(self) -> dict[str, Any]:
         return {"base": self.base, "adapters": list(self.adapters), "suites": list(self.suites),
                 "benches": list(self.benches), "num_fewshot": self.num_fewshot,
                 "limit_per_subject": self.limit_per_subject, "limit": self.limit,
-                "include_base": self.include_base, "dtype": self.dtype, "seed": self.seed, "judge": self.judge}
+                "include_base": self.include_base, "dtype": self.dtype, "seed": self.seed, "judge": self.judge,
+                "train_files": [str(p) for p in self.train_files]}
 
 
 def default_cache_path() -> Path:
@@ -195,6 +198,7 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> dict[s
     for s in judged:  # missing key, unreachable endpoint, bad rubric: fail before loading models
         validate_judge(s)
     _check_out_dir(cfg)
+    leak_report = scan_leaks(cfg, suites, warn) if cfg.train_files else None
 
     import torch
 
@@ -237,6 +241,15 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> dict[s
                     stats["cached"] += counts["cached"]
     finally:
         cache.close()
+    if leak_report is not None:
+        from harness.leaks import write_leaks
+
+        labels = leak_report.label_map()
+        for rec in records:
+            label = labels.get((rec["task"], rec["item_id"]))
+            if label is not None:
+                rec["leak"] = label
+        write_leaks(cfg.out, leak_report)
     metric_info = {}
     if cfg.benches:
         from harness.forgetting.runner import BENCH_METRICS
@@ -275,8 +288,43 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> dict[s
         "metrics": metric_info,
         "judges": {name: jr.stats for name, jr in judge_results.items()},
         "aggregates": {"suites": suite_aggs, **({"bench": bench_aggs} if cfg.benches else {})},
+        **({"leaks": {**leak_report.summary, "clean_aggregates": clean_aggregates(records)}} if leak_report else {}),
+        **cfg.extra_meta,
         "timing": {"load_s": round(load_s, 2), "total_s": round(time.time() - started, 2),
                    "items_computed": stats["computed"], "items_cached": stats["cached"]},
     }
     write_run(cfg.out, meta, records)
     return meta
+
+
+def scan_leaks(cfg: RunConfig, suites, warn: Callable[[str], None]):
+    """Label every eval item clean/suspect/contaminated against the training files."""
+    from harness.leaks import BENCH_TASKS, bench_items, scan, suite_items
+
+    for path in cfg.train_files:
+        if not Path(path).exists():
+            raise ConfigError(f"--train {path}: no such file or folder", "pass the adapter's training data file")
+    items = [it for s in suites for it in suite_items(s, trusted_dirs=tuple(cfg.trust_code))]
+    for bench in cfg.benches:
+        if bench in BENCH_TASKS:
+            items.extend(bench_items(bench))
+        else:
+            warn(f"no leak check for benchmark '{bench}': offline leak data covers {', '.join(BENCH_TASKS)}")
+    return scan([str(p) for p in cfg.train_files], items, workers=2)
+
+
+def clean_aggregates(records: list[dict]) -> dict[str, Any]:
+    """Item-level metric means on the items labelled clean, per kind, task and model."""
+    sums: dict[tuple, list[float]] = {}
+    for r in records:
+        if r.get("leak", "clean") != "clean":
+            continue
+        for metric, value in r.get("scores", {}).items():
+            if isinstance(value, (int, float)):
+                sums.setdefault((r["kind"], r["task"], r["model"], metric), []).append(float(value))
+    out: dict[str, Any] = {}
+    for (kind, task, model, metric), vals in sums.items():
+        agg = out.setdefault(kind, {}).setdefault(task, {}).setdefault(model, {})
+        agg[metric] = sum(vals) / len(vals)
+        agg["n"] = len(vals)
+    return out

@@ -38,6 +38,14 @@ def write_run(out_dir: Path, meta: dict[str, Any], records: list[dict[str, Any]]
     _atomic_write(out_dir / RUN_FILE, [json.dumps(meta, indent=2, ensure_ascii=False) + "\n"])
 
 
+def update_meta(out_dir: Path, **fields: Any) -> dict[str, Any]:
+    """Add top-level fields to a finished run's run.json (atomically); returns the new dict."""
+    meta = read_meta(out_dir)
+    meta.update(fields)
+    _atomic_write(Path(out_dir) / RUN_FILE, [json.dumps(meta, indent=2, ensure_ascii=False) + "\n"])
+    return meta
+
+
 def read_meta(out_dir: Path) -> dict[str, Any]:
     path = Path(out_dir) / RUN_FILE
     if not path.is_file():

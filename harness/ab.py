@@ -1,0 +1,121 @@
+"""Controlled A/B runs: train one adapter per seed (and per config arm), check leaks,
+compare against the base in one process, gate, report.
+
+Everything but the varied thing is held fixed: base weights, data file and its hash, eval
+items, prompts and decoding. With several seeds the spread of each metric's gain shows
+whether an effect is larger than seed-to-seed variance.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.errors import ConfigError
+
+
+@dataclass
+class ABConfig:
+    base: str
+    train: Path
+    out: Path
+    suites: list[str] = field(default_factory=list)
+    benches: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    config: Path | None = None        # training settings (arm A)
+    vs: Path | None = None            # a second training config (arm B)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    limit: int | None = None
+    limit_per_subject: int | None = None
+    num_fewshot: int = 0
+    dtype: str = "float32"
+    trust_code: list[Path] = field(default_factory=list)
+    force: bool = False
+    command: list[str] = field(default_factory=list)
+
+
+def _arm_config(path: Path | None, ab: ABConfig):
+    from harness.train import load_train_config, make_config
+
+    values = dict(ab.overrides)
+    if path is not None:
+        cfg = load_train_config(path)
+        return cfg.model_copy(update={k: v for k, v in values.items() if v is not None})
+    return make_config("harness ab options", **{k: v for k, v in values.items() if v is not None})
+
+
+def train_arms(ab: ABConfig, log: Callable[[str], None]) -> tuple[list[str], dict[str, dict]]:
+    """Train every (arm, seed) adapter; returns compare adapter args and training records."""
+    from harness.train import train_adapter
+
+    arms = {"A": _arm_config(ab.config, ab)}
+    if ab.vs is not None:
+        arms["B"] = _arm_config(ab.vs, ab)
+    adapters, records = [], {}
+    for arm, cfg in arms.items():
+        for seed in ab.seeds:
+            name = f"{arm}-seed{seed}" if len(arms) > 1 else f"seed{seed}"
+            run_cfg = cfg.model_copy(update={
+                "base": ab.base, "data": ab.train, "out": ab.out / "adapters" / name, "seed": seed,
+                "eval_suites": list(ab.suites), "trust_code": list(ab.trust_code), "dtype": cfg.dtype})
+            log(f"training adapter {name} (seed {seed}{', config ' + str(ab.vs if arm == 'B' else ab.config) if ab.config or ab.vs else ''})")
+            result = train_adapter(run_cfg, log=log, progress=True, resume=True, force=ab.force)
+            adapters.append(f"{name}={result.adapter_dir}")
+            records[name] = {**result.record, "arm": arm, "seed": seed}
+    return adapters, records
+
+
+def seed_summary(meta: dict[str, Any], training: dict[str, dict]) -> list[dict[str, Any]]:
+    """Per task and metric and arm: the gain over base for each seed, its mean and spread."""
+    from harness.compare import delta_rows
+
+    arms: dict[tuple, list[float]] = {}
+    for row in delta_rows(meta):
+        arm = training.get(row.model, {}).get("arm", "A")
+        arms.setdefault((row.kind, row.task, row.metric, arm), []).append(100 * row.delta)
+    out = []
+    for (kind, task, metric, arm), gains in sorted(arms.items()):
+        out.append({"kind": kind, "task": task, "metric": metric, "arm": arm, "seeds": len(gains),
+                    "gains_points": [round(g, 3) for g in gains], "mean_points": statistics.fmean(gains),
+                    "sd_points": statistics.stdev(gains) if len(gains) > 1 else None,
+                    "min_points": min(gains), "max_points": max(gains)})
+    return out
+
+
+def run_ab(ab: ABConfig, *, policy=None, noise=None, log: Callable[[str], None] = print) -> tuple[dict, int]:
+    """Train, leak-check, compare, gate and report; returns (run.json, exit code)."""
+    from harness.run import RunConfig, execute
+    from harness.runlog import update_meta
+
+    if not ab.train.exists():
+        raise ConfigError(f"--train {ab.train}: no such file", "pass the training data (JSONL/CSV/Parquet)")
+    if not ab.seeds:
+        raise ConfigError("--seeds is empty", "pass e.g. --seeds 0,1,2")
+    if not ab.suites and not ab.benches:
+        raise ConfigError("nothing to evaluate", "pass --suite and/or --bench")
+    adapters, training = train_arms(ab, log)
+    cfg = RunConfig(base=ab.base, out=ab.out, adapters=adapters, suites=ab.suites, benches=ab.benches,
+                    limit=ab.limit, limit_per_subject=ab.limit_per_subject, num_fewshot=ab.num_fewshot,
+                    dtype=ab.dtype, trust_code=ab.trust_code, force=True, command=ab.command,
+                    train_files=[ab.train], extra_meta={"training": training})
+    meta = execute(cfg, warn=lambda m: log(f"warning: {m}"))
+    summary = seed_summary(meta, training)
+    meta = update_meta(ab.out, ab={"seeds": ab.seeds, "arms": sorted({r["arm"] for r in training.values()}),
+                                   "summary": summary})
+    code = 0
+    if policy is not None:
+        from harness.gate import apply_gate, format_verdict
+
+        verdict, code = apply_gate(ab.out, policy, noise)
+        for line in format_verdict(verdict):
+            log(line)
+    try:
+        from harness.report import render_report
+    except ImportError:  # report module not installed in this build
+        render_report = None
+    if render_report is not None:
+        path = render_report(ab.out, policy=policy)
+        log(f"report: {path}")
+    return meta, code

@@ -1,0 +1,70 @@
+"""`harness ab`: train adapters under fixed seeds and data, then compare, gate and report."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("ab")
+    def ab(base: str = typer.Argument(..., help="Base model: folder, .gguf file, asset name or hub id."),
+           train: Path = typer.Option(..., "--train", help="Training data (JSONL/CSV/Parquet; chat messages or prompt/completion)."),
+           suite: Optional[List[str]] = typer.Option(None, "--suite", "-s", help="Suite to evaluate on; repeatable."),
+           bench: Optional[List[str]] = typer.Option(None, "--bench", "-b", help="lm-eval tasks/groups, comma-separated."),
+           seeds: str = typer.Option("0", "--seeds", help="Comma-separated training seeds, one adapter each."),
+           config: Optional[Path] = typer.Option(None, "--config", help="Training settings YAML (arm A)."),
+           vs: Optional[Path] = typer.Option(None, "--vs", help="A second training settings YAML (arm B) to A/B against."),
+           epochs: Optional[int] = typer.Option(None, "--epochs"), lr: Optional[float] = typer.Option(None, "--lr"),
+           rank: Optional[int] = typer.Option(None, "--rank"), max_steps: Optional[int] = typer.Option(None, "--max-steps"),
+           limit: Optional[int] = typer.Option(None, "--limit", "-n", help="First N items per suite and benchmark task."),
+           limit_per_subject: Optional[int] = typer.Option(None, "--limit-per-subject"),
+           num_fewshot: int = typer.Option(0, "--num-fewshot"),
+           policy: Optional[Path] = typer.Option(None, "--policy", "-p", help="Gate policy YAML."),
+           out: Path = typer.Option(Path("runs/ab"), "--out", "-o", help="Folder for adapters, run log and report."),
+           dtype: str = typer.Option("float32", "--dtype"),
+           trust_code: Optional[List[Path]] = typer.Option(None, "--trust-code"),
+           force: bool = typer.Option(False, "--force", help="Retrain adapters whose folders hold other trainings.")) -> None:
+        """Train one LoRA adapter per seed (and per config with --vs), leak-check, compare, gate, report."""
+        from harness.ab import ABConfig, run_ab
+        from harness.errors import ConfigError
+
+        try:
+            seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+        except ValueError:
+            raise ConfigError(f"--seeds {seeds!r} is not a comma-separated list of integers", "pass e.g. --seeds 0,1,2") from None
+        gate_policy = None
+        if policy is not None:
+            from harness.policy import load_policy
+
+            gate_policy = load_policy(policy)
+        cfg = ABConfig(base=base, train=train, out=out, suites=list(suite or []),
+                       benches=[b.strip() for v in bench or [] for b in v.split(",") if b.strip()], seeds=seed_list,
+                       config=config, vs=vs, overrides={"epochs": epochs, "lr": lr, "rank": rank, "max_steps": max_steps},
+                       limit=limit, limit_per_subject=limit_per_subject, num_fewshot=num_fewshot, dtype=dtype,
+                       trust_code=list(trust_code or []), force=force, command=["harness", *sys.argv[1:]])
+        meta, code = run_ab(cfg, policy=gate_policy, log=lambda m: typer.echo(m, err=True))
+        _print(meta)
+        typer.echo(f"run log: {out / 'run.json'}")
+        if code:
+            raise typer.Exit(code)
+
+
+def _print(meta: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    rows = meta.get("ab", {}).get("summary", [])
+    if not rows:
+        return
+    table = Table(title="gain over base per seed (points)")
+    for col in ("task", "metric", "arm", "seeds", "gains", "mean", "sd"):
+        table.add_column(col)
+    for r in rows:
+        sd = "-" if r["sd_points"] is None else f"{r['sd_points']:.2f}"
+        table.add_row(r["task"], r["metric"], r["arm"], str(r["seeds"]),
+                      ", ".join(f"{g:+.2f}" for g in r["gains_points"]), f"{r['mean_points']:+.2f}", sd)
+    Console().print(table)

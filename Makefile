@@ -6,12 +6,15 @@ STAMP  := $(VENV)/.setup-stamp
 # torch is pinned to the CPU wheel and installed first; the constraint keeps every later
 # resolver step from replacing it with a multi-GB CUDA build.
 TORCH  := torch==2.13.0
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup test test-fast demo bench clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile constraints.txt
+	# Debian's chromium for the report's browser tests (playwright drives it; it downloads no browser)
+	command -v chromium >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install -q --disable-pip-version-check $(TORCH)

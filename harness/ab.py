@@ -104,18 +104,14 @@ def run_ab(ab: ABConfig, *, policy=None, noise=None, log: Callable[[str], None] 
     summary = seed_summary(meta, training)
     meta = update_meta(ab.out, ab={"seeds": ab.seeds, "arms": sorted({r["arm"] for r in training.values()}),
                                    "summary": summary})
-    code = 0
+    verdict, code = None, 0
     if policy is not None:
         from harness.gate import apply_gate, format_verdict
 
         verdict, code = apply_gate(ab.out, policy, noise)
         for line in format_verdict(verdict):
             log(line)
-    try:
-        from harness.report import render_report
-    except ImportError:  # report module not installed in this build
-        render_report = None
-    if render_report is not None:
-        path = render_report(ab.out, policy=policy)
-        log(f"report: {path}")
+    from harness.report import render_report
+
+    log(f"report: {render_report(ab.out, verdict=verdict)}")
     return meta, code

@@ -13,6 +13,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from harness.report.fmt import mde as _mde
+from harness.report.fmt import pts as _f
+from harness.report.fmt import pval as _p
 from harness.comparison import Comparison, DeltaRow
 from harness.gate import FAIL, INCONCLUSIVE, PASS, SKIPPED, Verdict
 
@@ -30,18 +33,6 @@ def _cell(text: Any, width: int = 80) -> str:
     return s.replace("|", "\\|") or " "
 
 
-def _f(x: float | None, signed: bool = False) -> str:
-    if x is None:
-        return "n/a"
-    return f"{x:+.2f}" if signed else f"{x:.2f}"
-
-
-def _p(p: float | None) -> str:
-    if p is None:
-        return "n/a"
-    return f"{p:.1e}" if p < 0.001 else f"{p:.3f}"
-
-
 def _delta_table(rows: list[DeltaRow], confidence: float, subjects: bool = False) -> list[str]:
     what = "subject" if subjects else "task"
     head = (f"| adapter | {what} | metric | n | base | adapter | Δ | one-sided {confidence:.0%} bounds | p | p (Holm) "
@@ -51,7 +42,7 @@ def _delta_table(rows: list[DeltaRow], confidence: float, subjects: bool = False
         label = r.subject if subjects else r.task
         out.append(f"| {_cell(r.adapter)} | {_cell(label)} | {_cell(r.metric)} | {r.n} | {_f(r.base)} | {_f(r.score)} "
                    f"| **{_f(r.delta, True)}** | {_f(r.ci_low, True)} … {_f(r.ci_high, True)} | {_p(r.p_value)} "
-                   f"| {_p(r.p_holm)} | {_f(r.mde) if r.mde <= 100 else '>100'} | {r.test} |")
+                   f"| {_p(r.p_holm)} | {_mde(r.mde)} | {r.test} |")
     return out
 
 

@@ -148,14 +148,18 @@ def compare(base: str = typer.Argument(..., help="Base model: folder, .gguf file
                          seed, no_cache, force, allow_pickle, trust_remote_code, trust_code, include_base=True, judge=judge,
                          train=train)
     _print_summary(cfg, meta)
+    verdict, code = None, 0
     if gate_policy is not None:
         from harness.gate import apply_gate, format_verdict
 
         verdict, code = apply_gate(cfg.out, gate_policy, noise)
         for line in format_verdict(verdict):
             typer.echo(line)
-        if code:
-            raise typer.Exit(code)
+    from harness.report import render_report  # after the gate: the banner shows its verdict
+
+    typer.echo(f"report: {render_report(cfg.out, verdict=verdict)}")
+    if code:
+        raise typer.Exit(code)
 
 
 @suites_app.command("list")

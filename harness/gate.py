@@ -122,6 +122,7 @@ class Verdict:
             "base": self.comparison.base,
             "adapters": self.comparison.adapters,
             "confidence": self.policy.confidence,
+            "bootstrap": self.policy.bootstrap.model_dump(),  # lets the report reproduce the bounds
             "rules": [r.to_dict() for r in self.rules],
             "flags": [f.to_dict() for f in self.flags],
             "deltas": [r.to_dict() for r in self.comparison.rows],

@@ -299,14 +299,14 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> dict[s
 
 def scan_leaks(cfg: RunConfig, suites, warn: Callable[[str], None]):
     """Label every eval item clean/suspect/contaminated against the training files."""
-    from harness.leaks import BENCH_TASKS, bench_items, scan, suite_items
+    from harness.leaks import BENCH_TASKS, bench_items, is_bench_task, scan, suite_items
 
     for path in cfg.train_files:
         if not Path(path).exists():
             raise ConfigError(f"--train {path}: no such file or folder", "pass the adapter's training data file")
     items = [it for s in suites for it in suite_items(s, trusted_dirs=tuple(cfg.trust_code))]
     for bench in cfg.benches:
-        if bench in BENCH_TASKS:
+        if is_bench_task(bench):
             items.extend(bench_items(bench))
         else:
             warn(f"no leak check for benchmark '{bench}': offline leak data covers {', '.join(BENCH_TASKS)}")

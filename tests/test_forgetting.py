@@ -109,7 +109,12 @@ def test_compare_with_benchmarks_records_items_and_flips(tmp_path, tiny_dir, tin
         assert {"model", "task", "item_id", "prediction", "correct", "subject", "scores", "loglikelihoods"} <= set(r)
         assert r["correct"] == (r["scores"]["acc"] == 1.0)
     hs = [r for r in bench if r["task"] == "hellaswag"]
-    assert all("acc_norm" in r["scores"] for r in hs) and all(r["item_id"].isdigit() for r in hs)
+    assert all("acc_norm" in r["scores"] for r in hs)
+    from harness.leaks import bench_items
+
+    leak_ids = {it.item_id for it in bench_items("hellaswag")}
+    assert {r["item_id"] for r in hs} <= leak_ids  # leak labels attach to exactly these items
+    assert all(r["item_id"] == f"{r_ind}:{r['doc_id']}" for r in hs for r_ind in [r["item_id"].split(":")[0]])
     by_model = {m: sorted(r["item_id"] for r in bench if r["model"] == m) for m in ("base", "ft")}
     assert by_model["base"] == by_model["ft"]  # same items for base and adapter, always
     anatomy = [r for r in bench if r["task"] == "mmlu_anatomy" and r["model"] == "base"]

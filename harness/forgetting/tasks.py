@@ -155,8 +155,8 @@ def resolve(benches: list[str], num_fewshot: int = 0, offline: bool | None = Non
 
 def item_id(leaf: LeafTask, doc_id: int, doc: dict[str, Any]) -> str:
     """The dataset's own id where it has one, so results trace back to the data."""
-    if "ind" in doc:
-        return str(doc["ind"])
+    if "ind" in doc:  # HellaSwag's `ind` repeats within validation; the row index makes it unique
+        return f"{doc['ind']}:{doc_id}"
     if "id" in doc and isinstance(doc["id"], str):
         return doc["id"]
     return f"{leaf.subject}:{doc_id}"

@@ -25,7 +25,8 @@ import numpy as np
 
 from harness.errors import ConfigError
 from harness.leaks.items import EvalItem
-from harness.leaks.ngrams import Bitmap, ngram_hashes, text_hashes
+from harness.leaks.ngrams import Bitmap, ngram_hashes, token_stream, within_rows
+from harness.leaks.normalize import tokens
 
 
 @dataclass(frozen=True)
@@ -41,13 +42,15 @@ class LeakConfig:
         llama_dirty: Llama 2 "dirty" when more than this share of tokens is contaminated.
         llama_clean: Llama 2 "clean" when less than this share is.
         prefilter_n: n-gram size of the bitmap prefilter and of MinHash segment anchors.
-        max_ngram_items: Eval n-grams occurring in more item positions than this are
-            boilerplate ("which of the following is"); they are left out of the base table
-            and out of the PaLM denominator.
+        max_ngram_items: Eval 8-grams occurring in more item positions than this are
+            boilerplate (MMLU moral_scenarios repeats a 30-token preamble in 895 items);
+            they are left out of the base table and of the PaLM denominator, so one common
+            phrase in training cannot fan out to hundreds of items. A passage shared by
+            more items than this would be ignored the same way; raise it for such suites.
         minhash: Run the MinHash LSH near-duplicate detector.
         minhash_perm: MinHash permutations.
-        minhash_shingle: Token n-gram size of MinHash shingles (2: word bigrams, which
-            survive word edits in short items far better than longer shingles).
+        minhash_shingle: Token n-gram size of MinHash shingles (3: survives word edits
+            in short items, yet templated items rarely look alike; see minhash.py).
         minhash_threshold: Estimated Jaccard at or above which a training segment is a
             near-duplicate of an item (also the LSH threshold).
         minhash_min_tokens: Items shorter than this are not MinHash-indexed (too few
@@ -69,10 +72,10 @@ class LeakConfig:
     llama_dirty: float = 0.80
     llama_clean: float = 0.20
     prefilter_n: int = 5
-    max_ngram_items: int = 50
+    max_ngram_items: int = 100
     minhash: bool = True
     minhash_perm: int = 128
-    minhash_shingle: int = 2
+    minhash_shingle: int = 3
     minhash_threshold: float = 0.5
     minhash_min_tokens: int = 8
     minhash_min_hits: int = 3
@@ -116,6 +119,9 @@ class EvalIndex:
     post_start: np.ndarray         # int64, len keys + 1
     post_flat: np.ndarray          # int64 flat id where each posting's n-gram starts
     informative: np.ndarray        # int32 per item: palm_n-gram positions kept in the table
+    ans_item: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))   # answers long enough to
+    ans_start: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # judge (>= llama_min_match
+    ans_end: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))    # tokens), as flat token ranges
     minhash: Any = None            # harness.leaks.minhash.MinHashIndex or None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -152,21 +158,17 @@ def build_index(items: Sequence[EvalItem], config: LeakConfig | None = None) -> 
     """
     cfg = config or LeakConfig()
     items = list(items)
-    per_item = [text_hashes(it.text) for it in items]
-    lens = np.array([len(t) for t in per_item], dtype=np.int64)
-    offsets = np.zeros(len(items) + 1, np.int64)
-    np.cumsum(lens, out=offsets[1:])
-    item_of = np.repeat(np.arange(len(items), dtype=np.int32), lens)
+    # One bulk pass; a row of the token stream is an item (same tokens as text_hashes).
+    ts = token_stream([it.text for it in items])
+    offsets = ts.row_start
+    item_of = ts.row
+    all_th = ts.hashes
 
     def grams(n: int) -> tuple[np.ndarray, np.ndarray]:
-        hs, fl = [], []
-        for i, th in enumerate(per_item):
-            h = ngram_hashes(th, n)
-            hs.append(h)
-            fl.append(offsets[i] + np.arange(len(h), dtype=np.int64))
-        if not hs:
-            return np.zeros(0, np.uint64), np.zeros(0, np.int64)
-        return np.concatenate(hs), np.concatenate(fl)
+        # All items at once, as one token stream whose "rows" are the items.
+        h = ngram_hashes(all_th, n)
+        flat = np.flatnonzero(within_rows(item_of, np.arange(len(h), dtype=np.int64), n))
+        return h[flat], flat.astype(np.int64)
 
     pre_h, _ = grams(cfg.prefilter_n)
     # The prefilter keeps boilerplate n-grams too (they may start a rare 8-gram); they
@@ -180,9 +182,25 @@ def build_index(items: Sequence[EvalItem], config: LeakConfig | None = None) -> 
     index = EvalIndex(items=items, config=cfg, offsets=offsets, item_of=item_of, pre_keys=pre_keys,
                       pre_common=pre_common, bitmap=Bitmap(pre_keys), keys=keys, post_start=post_start,
                       post_flat=post_flat, informative=informative)
+    index.ans_item, index.ans_start, index.ans_end = _answer_ranges(items, offsets, cfg.llama_min_match)
     if cfg.minhash:
         from harness.leaks.minhash import build_minhash_index
 
-        all_th = np.concatenate(per_item) if per_item else np.zeros(0, np.uint64)
         index.minhash = build_minhash_index(all_th, offsets, cfg)
     return index
+
+
+def _answer_ranges(items: list[EvalItem], offsets: np.ndarray, min_tokens: int):
+    """Flat token ranges of every gold answer with at least `min_tokens` tokens."""
+    it_, st_, en_ = [], [], []
+    for i, item in enumerate(items):
+        for s, e in item.answers:
+            if e - s < 2 * min_tokens - 1:  # cannot hold min_tokens tokens: skip tokenising
+                continue
+            a = len(tokens(item.text[:s]))
+            b = a + len(tokens(item.text[s:e]))
+            if b - a >= min_tokens and offsets[i] + b <= offsets[i + 1]:
+                it_.append(i)
+                st_.append(offsets[i] + a)
+                en_.append(offsets[i] + b)
+    return np.asarray(it_, np.int64), np.asarray(st_, np.int64), np.asarray(en_, np.int64)

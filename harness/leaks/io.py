@@ -28,7 +28,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -282,6 +282,9 @@ def _first_record(path: Path, fmt: str, gz: bool, files: list[Path]) -> tuple[li
                                           "write one JSON object per line (jq -c '.[]' FILE > FILE.jsonl)") from None
                     raise ConfigError(f"{_where(path)}:{lineno}: invalid JSON ({exc})",
                                       "fix or remove that line") from None
+                if isinstance(rec, list) and lineno == 1:
+                    raise ConfigError(f"{_where(path)} is a JSON array, not JSON Lines",
+                                      "write one JSON object per line (jq -c '.[]' FILE > FILE.jsonl)")
                 if not isinstance(rec, dict):
                     raise ConfigError(f"{_where(path)}:{lineno}: a JSON {type(rec).__name__}, not an object",
                                       "write one JSON object per line, e.g. {\"text\": ...}")
@@ -361,7 +364,12 @@ def open_source(path: str | os.PathLike, fields: FieldMap | None = None, index: 
         raise HarnessError(f"training data {where} is unreadable as {fmt}: {str(exc).splitlines()[0][:200]}",
                            "check that the file is complete and its suffix matches its format") from None
     if fmt == "text":
+        if fields is not None and not fields.empty:
+            raise ConfigError(f"{where} is plain text (one row per line) and has no fields to map",
+                              "drop --field for .txt files, or convert the file to JSONL")
         resolved = FieldMap(text=("text",))
+    elif not available and fmt == "jsonl":
+        raise HarnessError(f"training data {where} has no records", "check that the file is the one you trained on")
     else:
         resolved = resolve_fields(fields or FieldMap(), available, where)
     return Source(str(path), fmt, resolved, tuple(str(f) for f in files), size, gz, index)
@@ -496,7 +504,8 @@ def _record_batches(source: Source, chunk_bytes: int) -> Iterator[Any]:
                     yield batch.slice(off, step)
 
 
-def _json_rows(lines: list[bytes], fields: FieldMap, path: str, base_offset: int | None) -> tuple[list[str], int]:
+def _json_rows(lines: list[bytes] | list[str], fields: FieldMap, path: str,
+               base_offset: int | None) -> tuple[list[str], int]:
     texts: list[str] = []
     empty = 0
     loads = json.loads
@@ -552,7 +561,16 @@ def read_task(task: Task) -> RowBlock:
     if src.format == "text":
         texts = [ln.decode("utf-8", "replace") for ln in lines]
         return RowBlock(texts, len(texts), sum(1 for t in texts if not t.strip()))
-    texts, empty = _json_rows(lines, src.fields, src.path, offset)
+    try:
+        # Fast path: decode the block once; json.loads on str skips the per-line
+        # encoding detection and decode that bytes input costs.
+        str_lines = (b"\n".join(lines) if offset is None else data).decode("utf-8").split("\n")
+        if str_lines and str_lines[-1] == "" and len(str_lines) == len(lines) + 1:
+            str_lines.pop()
+        texts, empty = _json_rows(str_lines, src.fields, src.path, None)
+    except (UnicodeDecodeError, BadRecord):
+        # Slow path, only to report the first bad line with its byte offset.
+        texts, empty = _json_rows(lines, src.fields, src.path, offset)
     return RowBlock(texts, len(texts), empty)
 
 
@@ -589,4 +607,4 @@ def sha256_files(files: Sequence[str], block: int = 1 << 20) -> str:
 
 __all__ = ["FieldMap", "Source", "Task", "RowBlock", "BadRecord", "open_source", "parse_field_specs",
            "plan_tasks", "read_task", "resolve_fields", "detect_format", "arrow_folder_files",
-           "iter_arrow_batches", "sha256_files", "line_of_offset", "FORMATS", "replace", "field"]
+           "iter_arrow_batches", "sha256_files", "line_of_offset", "FORMATS"]

@@ -32,7 +32,23 @@ from typing import Any, Iterator
 
 from harness.errors import ConfigError
 
-BENCH_TASKS = ("mmlu", "hellaswag", "arc_easy", "arc_challenge")
+BENCH_TASKS = ("mmlu", "hellaswag", "arc_easy", "arc_challenge")  # and mmlu_<subject>
+
+
+def is_bench_task(name: str) -> bool:
+    """Whether `bench_items` can read `name` offline: a BENCH_TASKS name, or mmlu_<subject>
+    for a subject in the pulled MMLU asset (MMLU groups such as mmlu_stem are not)."""
+    if name in BENCH_TASKS:
+        return True
+    if not name.startswith("mmlu_"):
+        return False
+    from harness.assets import asset_path
+    from harness.errors import HarnessError
+
+    try:
+        return (asset_path("mmlu") / name[5:] / "test").is_dir()
+    except HarnessError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -45,6 +61,9 @@ class EvalItem:
         text: The item's text (prompt variables + references, or question + options).
         kind: "suite" or "bench".
         meta: Extra identification (e.g. subject, source row) copied into the records.
+        answers: Character spans (start, end) of the gold answers inside `text` (suite
+            references, the correct option or ending), so that a training copy of the
+            answer alone is caught even when it covers little of the whole item.
     """
 
     task: str
@@ -52,6 +71,7 @@ class EvalItem:
     text: str
     kind: str = "suite"
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    answers: tuple[tuple[int, int], ...] = field(default=(), compare=False)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -112,9 +132,21 @@ def suite_items(suite: Any, limit: int | None = None, trusted_dirs: tuple = ()) 
         suite = load_suite(suite, trusted_dirs)
     items = []
     for ex in suite.examples(limit):
-        parts = flatten_text(list(ex.vars.values())) + flatten_text(list(ex.references))
-        items.append(EvalItem(suite.name, str(ex.id), "\n".join(parts), "suite"))
+        text, spans = _join_with_spans(flatten_text(list(ex.vars.values())), flatten_text(list(ex.references)))
+        items.append(EvalItem(suite.name, str(ex.id), text, "suite", answers=spans))
     return items
+
+
+def _join_with_spans(context: list[str], answers: list[str], sep: str = "\n") -> tuple[str, tuple[tuple[int, int], ...]]:
+    """Join context parts then answer parts with `sep`; return the text and the answers' spans."""
+    text = sep.join(context)
+    spans = []
+    for a in answers:
+        if text:
+            text += sep
+        spans.append((len(text), len(text) + len(a)))
+        text += a
+    return text, tuple(spans)
 
 
 # --------------------------------------------------------------------------- benchmarks
@@ -140,18 +172,25 @@ def _hellaswag_clean(text: str) -> str:
 
 
 def hellaswag_item_id(row: dict, row_index: int) -> str:
-    """The run-log id of a HellaSwag row (its `ind`; see the module note on duplicates)."""
-    return str(row["ind"])
+    """The run-log id of a HellaSwag row: `ind:row`. `ind` alone repeats (433 values occur
+    twice in validation), and pairing base with adapter needs unique ids."""
+    return f"{row['ind']}:{row_index}"
 
 
-def _mmlu_items(root: Path, limit: int | None) -> Iterator[EvalItem]:
-    subjects = sorted(p.name for p in root.iterdir() if (p / "test").is_dir())
-    for subject in subjects:
+def _mmlu_subjects(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if (p / "test").is_dir())
+
+
+def _mmlu_items(root: Path, limit: int | None, subjects: list[str] | None = None,
+                task: str = "mmlu") -> Iterator[EvalItem]:
+    for subject in subjects if subjects is not None else _mmlu_subjects(root):
         rows = _read_arrow_folder(root / subject / "test")
         # lm-eval applies --limit to each MMLU subtask (subject), and so does this.
         for i, row in enumerate(rows[:limit] if limit is not None else rows):
-            text = "\n".join([row["question"], *[str(c) for c in row["choices"]]])
-            yield EvalItem("mmlu", f"{subject}:{i}", text, "bench", {"subject": subject, "row": i})
+            choices = [str(c) for c in row["choices"]]
+            text = "\n".join([row["question"], *choices])
+            yield EvalItem(task, f"{subject}:{i}", text, "bench", {"subject": subject, "row": i},
+                           _option_span(row["question"], choices, row.get("answer")))
 
 
 def _hellaswag_items(root: Path, limit: int | None) -> Iterator[EvalItem]:
@@ -160,21 +199,35 @@ def _hellaswag_items(root: Path, limit: int | None) -> Iterator[EvalItem]:
         label = int(row["label"]) if str(row.get("label", "")).strip() else 0
         ctx = _hellaswag_clean(row["ctx"])
         ending = _hellaswag_clean(row["endings"][label]) if row["endings"] else ""
-        yield EvalItem("hellaswag", hellaswag_item_id(row, i), f"{ctx} {ending}".strip(), "bench", {"row": i})
+        text = f"{ctx} {ending}".strip()
+        answers = ((len(text) - len(ending), len(text)),) if ending else ()
+        yield EvalItem("hellaswag", hellaswag_item_id(row, i), text, "bench", {"row": i}, answers)
 
 
 def _arc_items(root: Path, subset: str, task: str, limit: int | None) -> Iterator[EvalItem]:
     rows = _read_arrow_folder(root / subset / "validation")
     for i, row in enumerate(rows[:limit] if limit is not None else rows):
-        text = "\n".join([row["question"], *row["choices"]["text"]])
-        yield EvalItem(task, str(row["id"]), text, "bench", {"row": i})
+        choices = list(row["choices"]["text"])
+        labels = list(row["choices"]["label"])
+        gold = labels.index(row["answerKey"]) if row.get("answerKey") in labels else None
+        text = "\n".join([row["question"], *choices])
+        yield EvalItem(task, str(row["id"]), text, "bench", {"row": i}, _option_span(row["question"], choices, gold))
+
+
+def _option_span(question: str, choices: list[str], gold: Any) -> tuple[tuple[int, int], ...]:
+    """Span of the gold option in "question\\noption\\noption..."."""
+    if not isinstance(gold, int) or not 0 <= gold < len(choices):
+        return ()
+    start = len(question) + 1 + sum(len(c) + 1 for c in choices[:gold])
+    return ((start, start + len(choices[gold])),)
 
 
 def bench_items(task: str, limit: int | None = None) -> list[EvalItem]:
     """Items of an offline benchmark.
 
     Args:
-        task: One of `BENCH_TASKS`.
+        task: One of `BENCH_TASKS`, or `mmlu_<subject>` for one MMLU subject (item ids
+            are the same as under "mmlu", the task name is the subtask's).
         limit: First N items (for mmlu: of each subject, as lm-eval's --limit does).
 
     Raises:
@@ -188,6 +241,13 @@ def bench_items(task: str, limit: int | None = None) -> list[EvalItem]:
         raise ConfigError(f"limit must be >= 0, got {limit}", "pass a non-negative limit")
     if task == "mmlu":
         return list(_mmlu_items(asset_path("mmlu"), limit))
+    if task.startswith("mmlu_"):  # one subject, named as lm-eval names its subtask
+        root = asset_path("mmlu")
+        subjects = _mmlu_subjects(root)
+        if task[5:] not in subjects:
+            raise ConfigError(unknown_name_message("MMLU subject task", task, [f"mmlu_{s}" for s in subjects]),
+                              "use mmlu for all subjects or mmlu_<subject> for one")
+        return list(_mmlu_items(root, limit, [task[5:]], task))
     if task == "hellaswag":
         return list(_hellaswag_items(asset_path("hellaswag"), limit))
     if task == "arc_easy":
@@ -211,7 +271,7 @@ def parse_bench_list(spec: str | list[str] | None) -> list[str]:
             name = name.strip()
             if not name:
                 continue
-            if name not in BENCH_TASKS:
+            if name not in BENCH_TASKS and not name.startswith("mmlu_"):
                 raise ConfigError(unknown_name_message("benchmark task", name, BENCH_TASKS),
                                   f"use one of {', '.join(BENCH_TASKS)} (comma-separated for several)")
             if name not in out:
@@ -219,5 +279,37 @@ def parse_bench_list(spec: str | list[str] | None) -> list[str]:
     return out
 
 
-__all__ = ["BENCH_TASKS", "EvalItem", "bench_items", "flatten_text", "parse_bench_list", "suite_items",
+def eval_items(suites: list[str] | None = None, benches: list[str] | str | None = None, limit: int | None = None,
+               trusted_dirs: list | tuple | None = ()) -> list[EvalItem]:
+    """Items of suites and benchmarks, everything validated before any is read.
+
+    Args:
+        suites: Suite names or folders.
+        benches: Benchmark task names ("mmlu,hellaswag" or a list).
+        limit: First N items of each suite and task (mmlu: of each subject).
+        trusted_dirs: Folders whose suite hooks may run.
+
+    Raises:
+        ConfigError: nothing asked for, unknown suite or task, negative limit.
+    """
+    from harness.suites import load_suite
+
+    tasks = parse_bench_list(benches)
+    suites = list(suites or [])
+    if not suites and not tasks:
+        raise ConfigError("nothing to check: no --suite and no --bench",
+                          "pass --suite NAME and/or --bench mmlu,hellaswag,arc_easy,arc_challenge")
+    if limit is not None and limit < 0:
+        raise ConfigError(f"--limit-per-task must be >= 0, got {limit}", "pass a non-negative number")
+    loaded = [load_suite(s, [str(p) for p in trusted_dirs or ()]) for s in suites]
+    items: list[EvalItem] = []
+    for suite in loaded:
+        items += suite_items(suite, limit)
+    for task in tasks:
+        items += bench_items(task, limit)
+    return items
+
+
+__all__ = ["BENCH_TASKS", "EvalItem", "bench_items", "eval_items", "flatten_text", "is_bench_task", "parse_bench_list",
+           "suite_items",
            "hellaswag_item_id"]

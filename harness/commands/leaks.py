@@ -1,0 +1,136 @@
+"""`harness leaks`: which eval items did the adapter see in training?
+
+    harness leaks --train train.jsonl --suite data2text --bench mmlu,hellaswag --out runs/leaks
+    harness leaks --train a.parquet --train b.jsonl --field prompt=question --field completion=answer \\
+        --suite squad-qa --out runs/leaks --model smollm2-135m --adapter path/to/lora   # + Min-K%
+
+Writes DIR/leaks.jsonl (one line per item) and DIR/leaks.json (summary). The scan needs
+no model; torch is imported only for `--membership` (implied by --model/--adapter).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+LABEL_COLOURS = {"clean": "green", "suspect": "yellow", "contaminated": "red"}
+
+
+def print_report(report, console=None) -> None:
+    """Counts per task and label, then detector totals."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from harness.leaks.scan import LABELS
+
+    console = console or Console()
+    table = Table(title="leak scan (items per label)")
+    table.add_column("task")
+    table.add_column("kind")
+    for lab in LABELS:
+        table.add_column(lab, justify="right")
+    table.add_column("n", justify="right")
+    for task, c in report.summary["counts"].items():
+        table.add_row(task, c["kind"], *[f"[{LABEL_COLOURS[lab]}]{c[lab]}[/{LABEL_COLOURS[lab]}]" if c[lab] else "0"
+                                         for lab in LABELS], str(c["n"]))
+    t = report.summary["totals"]
+    table.add_row("total", "", *[str(t[lab]) for lab in LABELS], str(t["n"]))
+    console.print(table)
+    d = report.summary["detectors"]
+    parts = [f"13-gram {d.get('gpt3', {}).get('hit', 0)}", f"8-gram>=70% {d.get('palm', {}).get('hit', 0)}",
+             f"llama2 dirty {d.get('llama2', {}).get('dirty', 0)} / not clean {d.get('llama2', {}).get('not-clean', 0)}"]
+    if "answer" in d:
+        parts.append(f"gold answer copied {d['answer'].get('hit', 0)}")
+    if "minhash" in d:
+        parts.append(f"minhash {d['minhash'].get('hit', 0)}")
+    if "min_k" in d:
+        parts.append(f"min-k% outliers {d['min_k'].get('flagged', 0)}")
+    st = report.summary["stats"]
+    console.print(f"detectors: {', '.join(parts)}")
+    console.print(f"training: {st['rows']} rows, {st['bytes'] / 1e6:.1f} MB in {st['wall_s']:.1f}s "
+                  f"({st['mb_per_s'] or 0:.1f} MB/s, {st['workers']} workers), "
+                  f"sha256 {str(report.summary['training']['sha256'])[:16]}…")
+
+
+def _progress_bar(total_label: str):
+    import os
+
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn(total_label), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                    console=Console(stderr=True), transient=True,
+                    disable=os.environ.get("HARNESS_PROGRESS") == "0" or not sys.stderr.isatty())
+
+
+def leaks(train: List[Path] = typer.Option(..., "--train", "-t", help="Training data: .jsonl/.txt(.gz), .csv, .parquet, "
+                                           ".arrow or a save_to_disk folder; repeatable."),
+          field: Optional[List[str]] = typer.Option(None, "--field", "-f", help="Field mapping ROLE=NAME, roles text, "
+                                                    "prompt, completion, messages (e.g. --field prompt=question "
+                                                    "--field completion=answer); repeatable. Default: detected."),
+          suite: Optional[List[str]] = typer.Option(None, "--suite", "-s", help="Suite name or folder; repeatable."),
+          bench: Optional[List[str]] = typer.Option(None, "--bench", "-b", help="Benchmarks, comma-separated: "
+                                                    "mmlu, hellaswag, arc_easy, arc_challenge; repeatable."),
+          limit: Optional[int] = typer.Option(None, "--limit-per-task", "-n", help="First N items of each suite and "
+                                              "benchmark task (for mmlu: of each subject)."),
+          out: Path = typer.Option(..., "--out", "-o", help="Folder for leaks.jsonl and leaks.json."),
+          workers: int = typer.Option(2, "--workers", "-j", help="Processes for the scan."),
+          no_minhash: bool = typer.Option(False, "--no-minhash", help="Skip the MinHash near-duplicate detector."),
+          membership: bool = typer.Option(False, "--membership", help="Also compute the Min-K% shift of every item "
+                                          "under adapter vs base (needs --model and --adapter)."),
+          model: Optional[str] = typer.Option(None, "--model", "-m", help="Base model for --membership."),
+          adapter: Optional[str] = typer.Option(None, "--adapter", "-a", help="The adapter trained on --train."),
+          dtype: str = typer.Option("float32", "--dtype", help="float32 | bfloat16 | float16 (membership)."),
+          allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow pickle checkpoints (membership)."),
+          trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
+          trust_code: Optional[List[Path]] = typer.Option(None, "--trust-code", help="Suite folder whose python hook "
+                                                          "may run; repeatable.")) -> None:
+    """Scan training data for copies of eval items; label each item clean / suspect / contaminated."""
+    from harness.errors import ConfigError
+    from harness.leaks import LeakConfig, eval_items, parse_field_specs, scan, write_leaks
+    from harness.leaks.scan import add_membership
+
+    fields = parse_field_specs(field)
+    if (model or adapter) and not membership:
+        membership = True
+    if membership and not (model and adapter):
+        raise ConfigError("--membership needs the base model and the adapter trained on this data",
+                          "pass --model BASE --adapter PATH (or drop --membership)")
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}", "pass --workers 2")
+    items = eval_items(list(suite or []), list(bench or []), limit, trust_code)
+    cfg = LeakConfig(minhash=not no_minhash)
+    with _progress_bar("scanning training data") as bar:
+        tid = bar.add_task("scan", total=1)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(tid, completed=done, total=max(total, 1))
+
+        report = scan([str(p) for p in train], items, cfg, fields=fields, workers=workers, progress=progress)
+    if membership:
+        from harness import models
+        from harness.leaks.membership import membership as min_k
+
+        bundle = models.load(model, [adapter], dtype=dtype, allow_pickle=allow_pickle,
+                             trust_remote_code=trust_remote_code, probe=False)
+        name = next(iter(bundle.adapters))
+        with _progress_bar("min-k% scoring") as bar:
+            tid = bar.add_task("min-k", total=2 * len(items))
+            seen = {"base": 0, name: 0}
+
+            def tick(model_name: str, done: int, total: int) -> None:
+                seen[model_name] = done
+                bar.update(tid, completed=sum(seen.values()))
+
+            result = min_k(bundle, items, name, k=cfg.membership_k, z_threshold=cfg.membership_z, progress=tick)
+        add_membership(report, result)
+    lines, summ = write_leaks(out, report)
+    print_report(report)
+    typer.echo(f"wrote {lines} and {summ}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("leaks")(leaks)

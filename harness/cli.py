@@ -103,6 +103,22 @@ def _print_summary(cfg, meta) -> None:
             if model != "base" and "flips" in agg:
                 f = agg["flips"]
                 console.print(f"{task} · {model}: {f['right_to_wrong']} right→wrong, {f['wrong_to_right']} wrong→right")
+    leaks = meta.get("leaks")
+    if leaks:
+        for task, c in leaks.get("counts", {}).items():
+            console.print(f"leaks · {task}: {c.get('contaminated', 0)} contaminated, {c.get('suspect', 0)} suspect, "
+                          f"{c.get('clean', 0)} clean of {c.get('n', 0)}")
+        for kind, tasks in leaks.get("clean_aggregates", {}).items():
+            for task, per_model in tasks.items():
+                base = per_model.get("base", {})
+                for model, agg in per_model.items():
+                    if model == "base":
+                        continue
+                    parts = [f"{m} {100 * (v - base[m]):+.2f}" for m, v in agg.items()
+                             if m != "n" and isinstance(base.get(m), (int, float))]
+                    if parts:
+                        console.print(f"clean subset · {task} · {model} (n={agg['n']}): " + ", ".join(parts))
+        console.print(f"leak evidence: {cfg.out / 'leaks.jsonl'}")
     t = meta["timing"]
     console.print(f"items computed: {t['items_computed']}, from cache: {t['items_cached']}, wall {t['total_s']:.1f}s")
     console.print(f"run log: {cfg.out / 'run.json'}  (items: {cfg.out / 'items.jsonl'})")

@@ -35,6 +35,7 @@ bench: setup
 	$(BIN)/python bench/generate.py
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/forgetting.py
+	$(BIN)/python bench/leaks.py --size-mb 200
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -28,8 +28,16 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow" --timeout=600
 
+# The whole story on the embedded model: a disjoint SQuAD train/eval split (by context),
+# LoRA training, leak check, squad-qa on held-out questions + HellaSwag and ARC-Easy
+# forgetting checks, paired statistics, gate, report.
+DEMO := reports/demo
 demo: setup
-	$(BIN)/harness run smollm2-135m --suite squad-qa --suite data2text --limit 32 --out reports/demo --force
+	$(BIN)/python -m harness.train.demo_data --out $(DEMO)/data
+	$(BIN)/harness ab smollm2-135m --train $(DEMO)/data/train.jsonl --config $(DEMO)/data/train.yaml \
+		--suite $(DEMO)/data/squad-qa-heldout --bench hellaswag,arc_easy --limit 64 --limit-per-subject 100 \
+		--policy ci/demo-gate.yaml --out $(DEMO) || [ $$? -eq 1 ]
+	@echo "report: $(DEMO)/report.html"
 
 bench: setup
 	$(BIN)/python bench/generate.py

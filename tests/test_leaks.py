@@ -407,7 +407,7 @@ def test_bench_items_ids_match_the_run_log():
         pytest.skip(str(exc))
     assert mmlu[0].item_id == "abstract_algebra:0" and mmlu[1].item_id == "abstract_algebra:1"
     assert len({it.item_id.split(":")[0] for it in mmlu}) == len(mmlu) // 2
-    assert hs[0].item_id == "24" and "[" not in hs[0].text
+    assert hs[0].item_id == "24:0" and "[" not in hs[0].text  # ind:row, unique
     assert arc[0].item_id == "MCAS_2000_4_6" and "cellular telephone" in arc[0].text
     # gold answers are marked for the answer-only rule
     assert arc[0].text[slice(*arc[0].answers[0])] == "cellular telephone"

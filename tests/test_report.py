@@ -225,10 +225,10 @@ def test_gate_settings_are_used_without_being_told(tmp_path):
     apply_gate(run, pol)
     view = build_view(run)
     assert (view.settings["confidence"], view.settings["seed"]) == (0.9, 3) and view.verdict.notes == []
-    pol.unlink()  # the policy is gone: verdict.json's confidence is kept, the seed is not known
+    pol.unlink()  # the policy is gone: verdict.json keeps confidence and bootstrap settings
     view = build_view(run)
-    assert view.settings["confidence"] == 0.9
-    assert any("bounds differ" in n for n in view.verdict.notes)
+    assert (view.settings["confidence"], view.settings["seed"]) == (0.9, 3)
+    assert not any("bounds differ" in n for n in view.verdict.notes)
 
 
 def test_stale_verdict_is_called_out(rich, tmp_path):

@@ -383,3 +383,31 @@ def test_demo_split_is_disjoint_by_context_and_renders_like_the_suite(tmp_path):
     samples = load_dataset(split.train_file).samples
     assert exact_overlap(samples, heldout) == []
     assert len(exact_overlap(samples, squad)) == len(train)  # the full suite does contain them
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_identically(tmp_path, tiny_dir, chat_file):
+    import signal
+    import time
+
+    common = [tiny_dir, "--data", chat_file, "--batch-size", 2, "--epochs", 8, "--dropout", 0.1, "-q",
+              "--save-every", 0]
+    ref = cli(*common, "--out", tmp_path / "ref")
+    assert ref.returncode == 0, ref.stderr
+    out = tmp_path / "int"
+    proc = subprocess.Popen([*HARNESS, "train", *map(str, common), "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not out.is_dir() and proc.poll() is None:
+        time.sleep(0.05)  # the output folder appears when the training loop starts
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("training finished before the interrupt arrived")
+    assert proc.returncode == 130, err
+    assert "checkpoint" in err and "--resume" in err
+    p = cli(*common, "--out", out, "--resume")
+    assert p.returncode == 0, p.stderr
+    record = json.loads((out / "training.json").read_text())
+    assert len(record["resumed_from"]) == 1 and record["resumed_from"][0] > 0
+    assert same_weights(tmp_path / "ref", out)

@@ -26,6 +26,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import sys
 import time
 import warnings
@@ -315,6 +316,39 @@ class _Bar:
         self.p.update(self.task, completed=step, **fields)
 
 
+class _Interrupts:
+    """The first Ctrl-C sets a flag that the loop checks between micro-batches, where the
+    state is exactly that of the last optimizer step and a checkpoint can be written; a
+    second Ctrl-C interrupts at once. Outside the main thread signals cannot be caught and
+    Ctrl-C raises wherever it lands (the loop still checkpoints when that is safe)."""
+
+    def __init__(self, log: Callable[[str], None]):
+        self.log = log
+        self.hit = False
+        self.previous = None
+
+    def __enter__(self) -> "_Interrupts":
+        try:
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread
+            self.previous = None
+        return self
+
+    def _handler(self, signum, frame) -> None:
+        if self.hit:
+            raise KeyboardInterrupt
+        self.hit = True
+        self.log("interrupt: stopping after this batch with a checkpoint (Ctrl-C again to stop now)")
+
+    def check(self) -> None:
+        if self.hit:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
 # --------------------------------------------------------------------------- the run
 
 
@@ -474,7 +508,7 @@ def train_adapter(cfg: TrainConfig, *, log: Callable[[str], None] | None = None,
     in_update = False
     last_val: float | None = None
     try:
-        with _Bar(progress, total_steps, state.step) as bar:
+        with _Interrupts(log) as interrupts, _Bar(progress, total_steps, state.step) as bar:
             while state.step < total_steps and state.stopped is None:
                 batches = epoch_batches([len(e.input_ids) for e in encoded], cfg.batch_size, cfg.seed, state.epoch,
                                         cfg.group_by_length)
@@ -487,6 +521,7 @@ def train_adapter(cfg: TrainConfig, *, log: Callable[[str], None] | None = None,
                     optimizer.zero_grad(set_to_none=True)
                     loss_total, tokens = 0.0, 0
                     for b in group:
+                        interrupts.check()  # parameters are still those of the last step here
                         loss, n_tok = batcher.loss_sum(b)
                         (loss / n_lab).backward()
                         loss_total += float(loss.detach())

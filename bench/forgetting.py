@@ -13,9 +13,12 @@ read) over the matmul peak measured here, in this run.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
-import torch
+os.environ.setdefault("TQDM_DISABLE", "1")  # before lm-eval imports tqdm: no per-task bars in the output
+
+import torch  # noqa: E402
 
 from harness.assets import asset_path
 from harness.forgetting.backend import HarnessLM
@@ -66,7 +69,10 @@ def setting(tm, names, shots, limit):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer items, for a smoke run")
+    ap.add_argument("--cases", default="mmlu0,mmlu5,hellaswag,bf16",
+                    help="comma-separated subset of mmlu0,mmlu5,hellaswag,bf16 (bf16 needs mmlu0)")
     args = ap.parse_args()
+    wanted = set(args.cases.split(","))
     from lm_eval.models.huggingface import HFLM
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -75,16 +81,17 @@ def main() -> None:
     fp32 = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     tm = task_manager(True)
     q = args.quick
-    cases = [("MMLU 0-shot", ["mmlu"], 0, 1 if q else 5), ("MMLU 5-shot", ["mmlu"], 5, 1),
-             ("HellaSwag", ["hellaswag"], 0, 20 if q else 200)]
+    cases = [("MMLU 0-shot", ["mmlu"], 0, 1 if q else 5, "mmlu0"), ("MMLU 5-shot", ["mmlu"], 5, 1, "mmlu5"),
+             ("HellaSwag", ["hellaswag"], 0, 20 if q else 200, "hellaswag")]
+    cases = [c[:4] for c in cases if c[4] in wanted or (c[4] == "mmlu0" and "bf16" in wanted)]
     peak = matmul_peak()
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, fp32 matmul peak {peak:.1f} GFLOP/s (2048^2, best of 10)")
     refs = {}
     for label, names, shots, limit in cases:
         specs, samples = setting(tm, names, shots, limit)
-        ref = run_backend(HFLM(pretrained=fp32, tokenizer=tok, batch_size=16), list(tm.load(specs)["tasks"].values()), samples, shots)
+        ref = run_backend(HFLM(pretrained=fp32, tokenizer=tok, batch_size=16), list(tm.load(specs)["tasks"].values()), samples, shots, task_manager=tm)
         lm = Recording(pretrained=fp32, tokenizer=tok, batch_size=16)
-        ours = run_backend(lm, list(tm.load(specs)["tasks"].values()), samples, shots)
+        ours = run_backend(lm, list(tm.load(specs)["tasks"].values()), samples, shots, task_manager=tm)
         c = compare_runs(ref, ours)
         refs[label] = (ref, specs, samples, shots)
         line = (f"{label:12} items {c['items']:4}  lm-eval hf {ref.wall_s:7.1f}s  harness {ours.wall_s:6.1f}s  "
@@ -96,9 +103,11 @@ def main() -> None:
         print(line, flush=True)
         key = next(iter(ref.acc))
         print(f"{'':12} acc ({key}): lm-eval hf {ref.acc[key]:.4f}, harness {ours.acc[key]:.4f}")
+    if "bf16" not in wanted:
+        return
     bf16 = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16).eval()
     ref, specs, samples, shots = refs["MMLU 0-shot"]
-    ours = run_backend(HarnessLM(pretrained=bf16, tokenizer=tok, batch_size=16), list(tm.load(specs)["tasks"].values()), samples, shots)
+    ours = run_backend(HarnessLM(pretrained=bf16, tokenizer=tok, batch_size=16), list(tm.load(specs)["tasks"].values()), samples, shots, task_manager=tm)
     c = compare_runs(ref, ours)
     print(f"{'MMLU bf16':12} items {c['items']:4}  lm-eval hf fp32 {ref.wall_s:7.1f}s  harness bf16 {ours.wall_s:6.1f}s  "
           f"ratio {ref.wall_s / ours.wall_s:5.2f}x  agree {c['agree']}/{c['items']} ({100 * c['agree'] / c['items']:.1f}%)")

@@ -6,14 +6,19 @@ Heavy libraries (torch, transformers) are imported inside the commands that need
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
 from typing import List, Optional
 
-import typer
+# lm-eval and datasets draw tqdm bars of their own; ours are rich bars on stderr. tqdm reads
+# this variable when it is first imported, so it must be set before any of them loads.
+os.environ.setdefault("TQDM_DISABLE", "1")
 
-from harness.errors import HarnessError
+import typer  # noqa: E402
+
+from harness.errors import HarnessError  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Evaluate LoRA adapters against their base model: task suites, forgetting, gates, reports.")

@@ -3,7 +3,8 @@
 Batched decoding pads prompts and orders work differently per batch size, and float
 arithmetic is not associative, so the same model can answer a few items differently. A gate
 threshold smaller than that drift can fail (or pass) on noise alone. `calibrate` scores
-one model twice with different batch sizes and no result cache; `drift` records, per task
+one model twice with different batch sizes, the second time in a shuffled item order (so
+other items share each batch and its padding), and no result cache; `drift` records, per task
 and metric, the absolute difference of the aggregates in points and the share of items whose
 score flipped; `harness gate --noise FILE` warns for every rule whose threshold is below it.
 
@@ -179,7 +180,7 @@ def calibrate(model: str, *, out: Path, suites: list[str], benches: list[str] | 
               limit_per_subject: int | None = None, num_fewshot: int = 0, dtype: str = "float32", seed: int = 0,
               trust_code: list[Path] | None = None, allow_pickle: bool = False, trust_remote_code: bool = False,
               runs_dir: Path | None = None, command: list[str] | None = None,
-              warn: Callable[[str], None] | None = None) -> dict[str, Any]:
+              warn: Callable[[str], None] | None = None, shuffle: bool = True) -> dict[str, Any]:
     """Scores one model twice (different batch sizes, no cache) and writes the drift to `out`.
 
     Args:
@@ -200,6 +201,7 @@ def calibrate(model: str, *, out: Path, suites: list[str], benches: list[str] | 
         runs_dir: Keep the two run folders here; default: a temporary folder, removed.
         command: The command line, recorded in each run.json.
         warn: Warning printer.
+        shuffle: Score the second run in a seeded shuffled item order (batch composition).
 
     Returns:
         The document written to `out`.
@@ -233,7 +235,8 @@ def calibrate(model: str, *, out: Path, suites: list[str], benches: list[str] | 
                 base=model, out=root / f"run{i + 1}-bs{bs}", adapters=[adapter] if adapter else [],
                 suites=list(suites), limit=limit, include_base=not adapter, batch_size=bs, dtype=dtype, seed=seed,
                 allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, trust_code=list(trust_code or []),
-                use_cache=False, force=True, command=list(command or []))
+                use_cache=False, force=True, command=list(command or []),
+                order_seed=seed + 1 if shuffle and i == 1 else None)
             kwargs.update(bench_options)
             execute(RunConfig(**kwargs), warn=warn)
             dirs.append(kwargs["out"])
@@ -243,6 +246,7 @@ def calibrate(model: str, *, out: Path, suites: list[str], benches: list[str] | 
             shutil.rmtree(root, ignore_errors=True)
     doc = {"schema": SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "model": model, "adapter": adapter,
            "limit": limit, "suites": list(suites), "benches": list(benches or []),
+           "item_order": ["length-sorted", f"shuffled (seed {seed + 1})" if shuffle else "length-sorted"],
            **{k: v for k, v in bench_options.items() if k != "benches"},
            **{k: v for k, v in doc.items() if k != "schema"}}
     if keep:

@@ -40,13 +40,15 @@ class RunConfig:
     command: list[str] = field(default_factory=list)
     train_files: list[Path] = field(default_factory=list)  # scanned for leaks into the eval items
     extra_meta: dict[str, Any] = field(default_factory=dict)  # e.g. training records from `harness ab`
+    order_seed: int | None = None  # shuffle batch composition (noise calibration); None: length-sorted
 
     def spec(self) -> dict[str, Any]:
         return {"base": self.base, "adapters": list(self.adapters), "suites": list(self.suites),
                 "benches": list(self.benches), "num_fewshot": self.num_fewshot,
                 "limit_per_subject": self.limit_per_subject, "limit": self.limit,
                 "include_base": self.include_base, "dtype": self.dtype, "seed": self.seed, "judge": self.judge,
-                "train_files": [str(p) for p in self.train_files]}
+                "train_files": [str(p) for p in self.train_files],
+                **({"order_seed": self.order_seed} if self.order_seed is not None else {})}
 
 
 def default_cache_path() -> Path:
@@ -108,7 +110,8 @@ class _Progress:
 
 
 def evaluate_suite(bundle, suite, model_names: list[str], limit: int | None, batch_size: int,
-                   cache: ResultCache, progress: _Progress, stats: dict[str, int]) -> tuple[list[dict], dict]:
+                   cache: ResultCache, progress: _Progress, stats: dict[str, int],
+                   order_seed: int | None = None) -> tuple[list[dict], dict]:
     """Generate and score one suite for each model variant; returns (records, aggregates)."""
     from harness.engine.generate import generate_batch, plan_batches
     from harness.metrics import get_metric
@@ -120,7 +123,7 @@ def evaluate_suite(bundle, suite, model_names: list[str], limit: int | None, bat
     encoded = [encode_prompt(bundle.tokenizer, suite.render(ex)) for ex in examples]
     prompt_hashes = [sha256_bytes(text.encode("utf-8")) for text, _ in encoded]
     id_hashes = [sha256_json(ids) for _, ids in encoded]
-    plan = plan_batches([len(ids) for _, ids in encoded], batch_size)
+    plan = plan_batches([len(ids) for _, ids in encoded], batch_size, order_seed)
     metrics = [get_metric(m) for m in suite.metric_names]
     records: list[dict] = []
     aggregates: dict[str, dict] = {}
@@ -218,7 +221,8 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> dict[s
     try:
         with _Progress() as progress:
             for suite in suites:
-                recs, aggs = evaluate_suite(bundle, suite, model_names, cfg.limit, cfg.batch_size, cache, progress, stats)
+                recs, aggs = evaluate_suite(bundle, suite, model_names, cfg.limit, cfg.batch_size, cache, progress, stats,
+                                            cfg.order_seed)
                 if suite in judged:
                     from harness.judges import judge_records
 
@@ -233,7 +237,7 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> dict[s
                 recs, bench_aggs, bench_prov = evaluate_benchmarks(
                     bundle, cfg.benches, model_names, num_fewshot=cfg.num_fewshot, limit=cfg.limit,
                     limit_per_subject=cfg.limit_per_subject, seed=cfg.seed, batch_size=cfg.batch_size,
-                    cache=cache, progress=progress.task)
+                    cache=cache, progress=progress.task, order_seed=cfg.order_seed)
                 add_flips(recs, bench_aggs)
                 records.extend(recs)
                 for counts in bench_prov.get("_requests", {}).values():

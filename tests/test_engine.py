@@ -76,6 +76,15 @@ def test_plan_is_length_sorted_and_stable():
     assert [b.indices for b in plan] == [[1, 2], [4, 0], [3]]
 
 
+def test_plan_order_seed_shuffles_deterministically():
+    lengths = list(range(40))
+    sorted_plan = [b.indices for b in plan_batches(lengths, 8)]
+    shuffled = [b.indices for b in plan_batches(lengths, 8, order_seed=1)]
+    assert shuffled == [b.indices for b in plan_batches(lengths, 8, order_seed=1)]
+    assert sorted(i for b in shuffled for i in b) == lengths and shuffled != sorted_plan
+    assert [b.indices for b in plan_batches(lengths, 8, order_seed=2)] != shuffled
+
+
 def test_padded_prefill_fallback_agrees(tiny, monkeypatch):
     """Models with sliding-window caches take the padded path; both paths decode alike."""
     import harness.engine.generate as g

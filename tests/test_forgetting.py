@@ -67,8 +67,8 @@ def _parity(model, tok, task_names, shots, limit):
     tm = task_manager(True)
     specs = [leaf.config for leaf in resolve(task_names, num_fewshot=shots, offline=True)]
     samples = {name: list(range(limit)) for name in task_names}
-    ref = run_backend(HFLM(pretrained=model, tokenizer=tok, batch_size=8), list(tm.load(specs)["tasks"].values()), samples, shots)
-    ours = run_backend(HarnessLM(pretrained=model, tokenizer=tok, batch_size=8), list(tm.load(specs)["tasks"].values()), samples, shots)
+    ref = run_backend(HFLM(pretrained=model, tokenizer=tok, batch_size=8), list(tm.load(specs)["tasks"].values()), samples, shots, task_manager=tm)
+    ours = run_backend(HarnessLM(pretrained=model, tokenizer=tok, batch_size=8), list(tm.load(specs)["tasks"].values()), samples, shots, task_manager=tm)
     return compare_runs(ref, ours)
 
 
@@ -140,3 +140,47 @@ def test_unknown_benchmark_is_one_line(tmp_path, tiny_dir):
     assert proc.returncode == 2 and "did you mean 'hellaswag'" in proc.stderr and "Traceback" not in proc.stderr
     proc = cli("run", tiny_dir, "--bench", "arc_easy", "--num-fewshot", "5", "--out", tmp_path / "o", check=False)
     assert proc.returncode == 2 and "training split" in proc.stderr
+
+
+def _reference_scores(model, requests):
+    """One plain forward per request: the definition the scorer must reproduce."""
+    import torch
+
+    out = []
+    with torch.inference_mode():
+        for ctx, cont in requests:
+            ids = torch.tensor([list(ctx) + list(cont)])
+            logp = torch.log_softmax(model(ids).logits[0, len(ctx) - 1:-1].float(), -1)
+            tgt = torch.tensor(cont)
+            out.append((float(logp[torch.arange(len(cont)), tgt].sum()), bool((logp.argmax(-1) == tgt).all())))
+    return out
+
+
+@pytest.mark.parametrize("order_seed", [None, 3])
+def test_scorer_shares_prefixes_and_matches_plain_forwards(tiny_model, order_seed):
+    """Groups with different prefix lengths share batches (masked cache slots, per-row
+    positions); rows with nothing to share ride along; every log-prob matches a plain pass."""
+    import random
+
+    from harness.forgetting import scorer
+
+    model, _ = tiny_model
+    rng = random.Random(0)
+    generic = [rng.randrange(5, 200) for _ in range(12)]
+    requests = []
+    for subject in range(4):  # MMLU-like: generic start, per-subject block, question, 1-token answers
+        block = generic + [rng.randrange(5, 200) for _ in range(10 + 15 * subject)]
+        for _ in range(3):
+            question = block + [rng.randrange(5, 200) for _ in range(rng.randrange(3, 30))]
+            requests += [(question, [a]) for a in (7, 8, 9, 10)]
+    for _ in range(5):  # HellaSwag-like: one context, multi-token endings
+        ctx = [rng.randrange(5, 200) for _ in range(rng.randrange(10, 40))]
+        requests += [(ctx, [rng.randrange(5, 200) for _ in range(rng.randrange(1, 9))]) for _ in range(4)]
+    requests += [([rng.randrange(5, 200) for _ in range(n)], [11, 12]) for n in (3, 17, 60)]  # loners
+    seqs = scorer.build_sequences(requests, 2048)
+    groups = scorer.group_sequences(seqs)
+    assert max(p for p, _ in groups) >= 12 + 10 + 15 * 3  # the per-subject block, not just the generic start
+    got = scorer.score(model, requests, 2048, token_budget=256, order_seed=order_seed)
+    want = _reference_scores(model, requests)
+    assert [g for _, g in got] == [g for _, g in want]
+    assert max(abs(a - b) for (a, _), (b, _) in zip(got, want)) <= 1e-4

@@ -406,6 +406,8 @@ def test_calibrate_records_drift_and_gate_reads_it(tmp_path, monkeypatch):
 
     doc = calibrate("tiny", out=out, suites=["squad-qa"], batch_sizes=(16, 3), limit=40)
     assert [c.batch_size for c in seen] == [16, 3] and all(not c.use_cache for c in seen)
+    assert [c.order_seed for c in seen] == [None, 1]  # the second run also shuffles the item order
+    assert doc["item_order"] == ["length-sorted", "shuffled (seed 1)"]
     assert all(not hasattr(c, "benches") or not c.benches for c in seen)  # --bench not given: not passed
     entry = doc["tasks"][0]
     assert entry["metrics"]["exact_match"]["flip_share"] == pytest.approx(4 / 40)

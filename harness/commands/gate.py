@@ -62,6 +62,8 @@ def calibrate(model: str = typer.Argument(..., help="Base model: folder, .gguf f
               adapter: Optional[str] = typer.Option(None, "--adapter", "-a",
                                                     help="Calibrate this adapter on MODEL instead of the bare base."),
               batch_sizes: str = typer.Option("16,3", "--batch-sizes", help="The two batch sizes to compare."),
+              shuffle: bool = typer.Option(True, "--shuffle/--no-shuffle",
+                                           help="Score the second run in a shuffled item order too."),
               limit: Optional[int] = typer.Option(None, "--limit", "-n", help="Items per suite/benchmark."),
               limit_per_subject: Optional[int] = typer.Option(None, "--limit-per-subject",
                                                               help="Seeded sample of N items per benchmark subject."),
@@ -71,7 +73,7 @@ def calibrate(model: str = typer.Argument(..., help="Base model: folder, .gguf f
               allow_pickle: bool = typer.Option(False, "--allow-pickle"),
               trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
               trust_code: Optional[List[Path]] = typer.Option(None, "--trust-code")) -> None:
-    """Score one model twice (different batch sizes, no cache) and record the drift: the noise floor.
+    """Score one model twice (different batch sizes and item order, no cache) and record the drift: the noise floor.
 
     `harness gate --noise FILE` then warns about every rule whose threshold is below it.
     """
@@ -84,14 +86,14 @@ def calibrate(model: str = typer.Argument(..., help="Base model: folder, .gguf f
                           trust_code=list(trust_code or []), allow_pickle=allow_pickle,
                           trust_remote_code=trust_remote_code, runs_dir=keep_runs,
                           command=["harness", *sys.argv[1:]],
-                          warn=lambda m: typer.echo(f"warning: {m}", err=True))
+                          warn=lambda m: typer.echo(f"warning: {m}", err=True), shuffle=shuffle)
     bs = doc.get("batch_sizes")
     for t in doc["tasks"]:
         for metric, m in t["metrics"].items():
             drift = "n/a" if m["drift_points"] is None else f"{m['drift_points']:.2f}"
             share = "n/a" if m["flip_share"] is None else f"{100 * m['flip_share']:.1f}%"
             typer.echo(f"{t['kind']} {t['task']} {metric}: drift {drift} points, {share} of items changed "
-                       f"(batch sizes {bs[0]} vs {bs[1]}, n={t['n']})")
+                       f"(batch sizes {bs[0]} vs {bs[1]}, order {' vs '.join(doc['item_order'])}, n={t['n']})")
     typer.echo(f"noise floor: {out}")
 
 

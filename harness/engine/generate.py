@@ -21,10 +21,18 @@ class Batch:
     indices: list[int]  # positions in the caller's prompt list
 
 
-def plan_batches(lengths: Sequence[int], batch_size: int) -> list[Batch]:
+def plan_batches(lengths: Sequence[int], batch_size: int, order_seed: int | None = None) -> list[Batch]:
     """Longest prompts first, ties by index: the plan depends only on the prompts, so a
-    resumed run rebuilds the very same batches and gets bit-identical results."""
+    resumed run rebuilds the very same batches and gets bit-identical results.
+
+    `order_seed` shuffles the items instead (still deterministic), so different prompts
+    share batches and padding: `harness calibrate` uses it to measure order noise.
+    """
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    if order_seed is not None:
+        import random
+
+        random.Random(order_seed).shuffle(order)
     return [Batch(order[i:i + batch_size]) for i in range(0, len(order), batch_size)]
 
 

@@ -27,10 +27,12 @@ class HarnessLM(HFLM):
     """
 
     def __init__(self, pretrained, tokenizer, cache: ResultCache | None = None,
-                 progress: Callable[[str, int], Callable[[int], None]] | None = None, **kwargs):
+                 progress: Callable[[str, int], Callable[[int], None]] | None = None,
+                 order_seed: int | None = None, **kwargs):
         super().__init__(pretrained=pretrained, tokenizer=tokenizer, **kwargs)
         self.result_cache = cache or ResultCache(None)
         self.progress = progress
+        self.order_seed = order_seed
         self.model_key = ""
         self.label = ""
         self.counts = {"computed": 0, "cached": 0}
@@ -50,7 +52,8 @@ class HarnessLM(HFLM):
         for lo in range(0, len(todo), chunk):
             part = todo[lo:lo + chunk]
             got = scorer.score(self.model, [pairs[i] for i in part], self.max_length,
-                               pad_id=self.tokenizer.pad_token_id or 0, progress=advance)
+                               pad_id=self.tokenizer.pad_token_id or 0, progress=advance,
+                               order_seed=self.order_seed)
             fresh = {keys[i]: {"ll": ll, "greedy": g} for i, (ll, g) in zip(part, got)}
             self.result_cache.put_many(fresh)
             found.update(fresh)

@@ -18,14 +18,16 @@ class BackendRun:
     wall_s: float
 
 
-def run_backend(lm, specs, samples, num_fewshot: int, seed: int = 0) -> BackendRun:
+def run_backend(lm, specs, samples, num_fewshot: int, seed: int = 0, task_manager=None) -> BackendRun:
     from lm_eval import simple_evaluate
 
     from harness.forgetting.runner import _quiet_lm_eval
 
     _quiet_lm_eval()
     t0 = time.perf_counter()
+    # Pass the TaskManager that built `specs`: otherwise lm-eval re-indexes all its tasks (~20 s).
     res = simple_evaluate(model=lm, tasks=specs, num_fewshot=num_fewshot, samples=samples, log_samples=True,
+                          task_manager=task_manager,
                           bootstrap_iters=0, verbosity="ERROR", random_seed=seed, numpy_random_seed=seed,
                           torch_random_seed=seed, fewshot_random_seed=seed)
     wall = time.perf_counter() - t0

@@ -43,7 +43,7 @@ def evaluate_benchmarks(bundle, benches: list[str], model_names: list[str], *, n
                         limit: int | None = None, limit_per_subject: int | None = None, seed: int = 0,
                         batch_size: int = 16, cache: ResultCache | None = None,
                         progress: Callable[[str, int], Callable[[int], None]] | None = None,
-                        offline: bool | None = None) -> tuple[list[dict], dict, dict]:
+                        offline: bool | None = None, order_seed: int | None = None) -> tuple[list[dict], dict, dict]:
     """Returns (items.jsonl records, aggregates {bench: {model: {...}}}, provenance {bench: {...}})."""
     from lm_eval import simple_evaluate
 
@@ -59,7 +59,7 @@ def evaluate_benchmarks(bundle, benches: list[str], model_names: list[str], *, n
     tasks = tm.load(specs)["tasks"]
     samples = choose_samples(tasks, limit, limit_per_subject, seed)
     lm = HarnessLM(pretrained=bundle.model, tokenizer=bundle.tokenizer, batch_size=batch_size, cache=cache,
-                   progress=progress)
+                   progress=progress, order_seed=order_seed)
     records: list[dict] = []
     aggregates: dict[str, dict] = {}
     counts: dict[str, dict[str, int]] = {}
@@ -69,7 +69,9 @@ def evaluate_benchmarks(bundle, benches: list[str], model_names: list[str], *, n
             lm.model_key = bundle.model_key(name)
             lm.label = f"{','.join(benches)} · {name}"
             lm.counts = {"computed": 0, "cached": 0}
+            # task_manager=tm: without it lm-eval indexes all of its ~14k task YAMLs again (~20 s).
             res = simple_evaluate(model=lm, tasks=list(tm.load(specs)["tasks"].values()), num_fewshot=num_fewshot,
+                                  task_manager=tm,
                                   samples=samples, log_samples=True, bootstrap_iters=0, verbosity="ERROR",
                                   random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
                                   fewshot_random_seed=seed)

@@ -133,6 +133,27 @@ def test_compare_with_benchmarks_records_items_and_flips(tmp_path, tiny_dir, tin
     meta2 = json.loads((out / "run.json").read_text())
     assert meta2["timing"]["items_computed"] == 0, again.stdout
     assert meta2["provenance"]["bench_requests"]["base"]["computed"] == 0
+    rows2 = [json.loads(line) for line in (out / "items.jsonl").read_text().splitlines()]
+    assert sorted(map(json.dumps, [r for r in rows2 if r["kind"] == "bench"])) == sorted(map(json.dumps, bench))
+    assert meta2["aggregates"]["bench"] == agg  # served from the per-model outcome cache, unchanged
+
+
+def test_benchmark_outcome_key_follows_docs_samples_and_shots(monkeypatch):
+    """The cached outcome of a model is reused only for the very same docs and settings."""
+    from harness.forgetting.runner import _content_hash
+
+    tm = task_manager(True)
+    specs = [leaf.config for leaf in resolve(["mmlu_anatomy"], num_fewshot=0, offline=True)]
+    tasks = tm.load(specs)["tasks"]
+    base = _content_hash(tasks, {"mmlu_anatomy": [0, 1, 2]}, 0, 0)
+    assert base == _content_hash(tm.load(specs)["tasks"], {"mmlu_anatomy": [0, 1, 2]}, 0, 0)
+    assert base != _content_hash(tasks, {"mmlu_anatomy": [0, 1, 3]}, 0, 0)
+    assert base != _content_hash(tasks, {"mmlu_anatomy": [0, 1, 2]}, 5, 0)
+    task = tasks["mmlu_anatomy"]
+    edited = [dict(d) for d in task.eval_docs]
+    edited[1]["question"] += " (edited)"  # same doc ids, changed text
+    monkeypatch.setattr(type(task), "eval_docs", property(lambda self: edited))
+    assert base != _content_hash(tasks, {"mmlu_anatomy": [0, 1, 2]}, 0, 0)
 
 
 def test_unknown_benchmark_is_one_line(tmp_path, tiny_dir):

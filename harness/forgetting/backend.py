@@ -37,6 +37,11 @@ class HarnessLM(HFLM):
         self.label = ""
         self.counts = {"computed": 0, "cached": 0}
 
+    def loglikelihood(self, requests, disable_tqdm: bool = False):
+        # lm-eval passes `disable` to its tokenizing bar explicitly, so TQDM_DISABLE cannot
+        # silence it; the harness shows its own progress bar per model instead.
+        return super().loglikelihood(requests, disable_tqdm=True)
+
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
         pairs = [(list(ctx), list(cont)) for _, ctx, cont in requests]
         params = {"max_length": self.max_length}

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
 from typing import Any, Callable
 
-from harness.engine.cache import ResultCache
+from harness.engine.cache import ResultCache, item_key
 from harness.forgetting.tasks import LeafTask, is_offline, item_id, resolve, task_manager
 from harness.hashing import sha256_json
 
@@ -56,8 +57,10 @@ def evaluate_benchmarks(bundle, benches: list[str], model_names: list[str], *, n
     by_name: dict[str, LeafTask] = {leaf.name: leaf for leaf in leaves}
     tm = task_manager(offline)
     specs = [leaf.config or leaf.name for leaf in leaves]
-    tasks = tm.load(specs)["tasks"]
+    tasks = tm.load(specs)["tasks"]  # loaded once: reused by every model variant
     samples = choose_samples(tasks, limit, limit_per_subject, seed)
+    cache = cache or ResultCache(None)
+    content = _content_hash(tasks, samples, num_fewshot, seed)
     lm = HarnessLM(pretrained=bundle.model, tokenizer=bundle.tokenizer, batch_size=batch_size, cache=cache,
                    progress=progress, order_seed=order_seed)
     records: list[dict] = []
@@ -65,23 +68,33 @@ def evaluate_benchmarks(bundle, benches: list[str], model_names: list[str], *, n
     counts: dict[str, dict[str, int]] = {}
     lm_eval_results: dict[str, Any] = {}
     for name in model_names:
+        # A model's whole benchmark outcome is cached under its weights and the exact docs,
+        # configs and settings: a second adapter against the same base skips lm-eval for it.
+        key = item_key("bench-records", bundle.model_key(name), content, {"max_length": lm.max_length})
+        hit = cache.get_many([key]).get(key)
+        if hit is not None:
+            counts[name] = {"computed": 0, "cached": hit["requests"]}
+            lm_eval_results[name] = hit["lm_eval"]
+            records.extend(hit["records"])
+            if progress:
+                progress(f"{','.join(benches)} · {name}", hit["requests"])(hit["requests"])
+            continue
         with bundle.use(name):
             lm.model_key = bundle.model_key(name)
             lm.label = f"{','.join(benches)} · {name}"
             lm.counts = {"computed": 0, "cached": 0}
             # task_manager=tm: without it lm-eval indexes all of its ~14k task YAMLs again (~20 s).
-            res = simple_evaluate(model=lm, tasks=list(tm.load(specs)["tasks"].values()), num_fewshot=num_fewshot,
-                                  task_manager=tm,
+            res = simple_evaluate(model=lm, tasks=list(tasks.values()), num_fewshot=num_fewshot, task_manager=tm,
                                   samples=samples, log_samples=True, bootstrap_iters=0, verbosity="ERROR",
                                   random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
                                   fewshot_random_seed=seed)
         counts[name] = dict(lm.counts)
         lm_eval_results[name] = {k: {m: v for m, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
                                  for k, r in res["results"].items()}
-        for task_name, rows in res["samples"].items():
-            leaf = by_name[task_name]
-            for s in rows:
-                records.append(_record(name, leaf, s))
+        mine = [_record(name, by_name[task_name], s) for task_name, rows in res["samples"].items() for s in rows]
+        records.extend(mine)
+        cache.put_many({key: {"records": mine, "lm_eval": lm_eval_results[name],
+                              "requests": counts[name]["computed"] + counts[name]["cached"]}})
     for rec in records:
         per = aggregates.setdefault(rec["task"], {}).setdefault(rec["model"], {"_items": []})
         per["_items"].append(rec)
@@ -113,6 +126,22 @@ def evaluate_benchmarks(bundle, benches: list[str], model_names: list[str], *, n
     provenance["_lm_eval_results"] = lm_eval_results
     provenance["_requests"] = counts
     return records, aggregates, provenance
+
+
+def _content_hash(tasks: dict[str, Any], samples: dict[str, list[int]] | None, num_fewshot: int, seed: int) -> str:
+    """Everything besides the model that decides a benchmark outcome: task configs, the
+    evaluated docs themselves (so changed data never hits), few-shot settings, versions."""
+    def named(obj: Any) -> str:  # configs hold functions (process_docs ...): by name, stable
+        return getattr(obj, "__qualname__", type(obj).__name__)
+
+    parts = {}
+    for name, task in sorted(tasks.items()):
+        docs = task.eval_docs
+        picked = samples[name] if samples and name in samples else range(len(docs))
+        parts[name] = {"config": json.loads(json.dumps(task.dump_config(), sort_keys=True, default=named)),
+                       "docs": json.loads(json.dumps([docs[i] for i in picked], default=named))}
+        parts[name]["docs"] = sha256_json(parts[name]["docs"])
+    return sha256_json({"tasks": parts, "num_fewshot": num_fewshot, "seed": seed, "lm_eval": _lm_eval_version()})
 
 
 def _lm_eval_version() -> str:

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from harness.engine.cache import ResultCache, item_key
 from harness.forgetting.tasks import LeafTask, is_offline, item_id, resolve, task_manager
-from harness.hashing import sha256_json
+from harness.hashing import sha256_bytes, sha256_json
 
 BENCH_METRICS = ("acc", "acc_norm")
 
@@ -134,13 +134,14 @@ def _content_hash(tasks: dict[str, Any], samples: dict[str, list[int]] | None, n
     def named(obj: Any) -> str:  # configs hold functions (process_docs ...): by name, stable
         return getattr(obj, "__qualname__", type(obj).__name__)
 
+    def digest(obj: Any) -> str:
+        return sha256_bytes(json.dumps(obj, sort_keys=True, ensure_ascii=False, default=named).encode("utf-8"))
+
     parts = {}
     for name, task in sorted(tasks.items()):
         docs = task.eval_docs
         picked = samples[name] if samples and name in samples else range(len(docs))
-        parts[name] = {"config": json.loads(json.dumps(task.dump_config(), sort_keys=True, default=named)),
-                       "docs": json.loads(json.dumps([docs[i] for i in picked], default=named))}
-        parts[name]["docs"] = sha256_json(parts[name]["docs"])
+        parts[name] = {"config": digest(task.dump_config()), "docs": digest([docs[i] for i in picked])}
     return sha256_json({"tasks": parts, "num_fewshot": num_fewshot, "seed": seed, "lm_eval": _lm_eval_version()})
 
 

@@ -68,6 +68,7 @@ def evaluate_benchmarks(bundle, benches: list[str], model_names: list[str], *, n
     counts: dict[str, dict[str, int]] = {}
     lm_eval_results: dict[str, Any] = {}
     for name in model_names:
+        label = f"{','.join(benches)} · {name}"
         # A model's whole benchmark outcome is cached under its weights and the exact docs,
         # configs and settings: a second adapter against the same base skips lm-eval for it.
         key = item_key("bench-records", bundle.model_key(name), content, {"max_length": lm.max_length})
@@ -77,11 +78,11 @@ def evaluate_benchmarks(bundle, benches: list[str], model_names: list[str], *, n
             lm_eval_results[name] = hit["lm_eval"]
             records.extend(hit["records"])
             if progress:
-                progress(f"{','.join(benches)} · {name}", hit["requests"])(hit["requests"])
+                progress(label, hit["requests"])(hit["requests"])
             continue
         with bundle.use(name):
             lm.model_key = bundle.model_key(name)
-            lm.label = f"{','.join(benches)} · {name}"
+            lm.label = label
             lm.counts = {"computed": 0, "cached": 0}
             # task_manager=tm: without it lm-eval indexes all of its ~14k task YAMLs again (~20 s).
             res = simple_evaluate(model=lm, tasks=list(tasks.values()), num_fewshot=num_fewshot, task_manager=tm,

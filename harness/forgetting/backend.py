@@ -15,6 +15,7 @@ from lm_eval.models.huggingface import HFLM
 
 from harness.engine.cache import ResultCache, item_key
 from harness.forgetting import scorer
+from harness.forgetting.forwards import forward_for
 from harness.hashing import sha256_json
 
 
@@ -54,11 +55,11 @@ class HarnessLM(HFLM):
         if advance:
             advance(len(pairs) - len(todo))
         chunk = 512  # commit to the cache regularly so an interrupted run resumes
+        forward = forward_for(self.model) if todo else None  # adapters merged once per call, not per chunk
         for lo in range(0, len(todo), chunk):
             part = todo[lo:lo + chunk]
-            got = scorer.score(self.model, [pairs[i] for i in part], self.max_length,
-                               pad_id=self.tokenizer.pad_token_id or 0, progress=advance,
-                               order_seed=self.order_seed)
+            got = scorer.score(self.model, [pairs[i] for i in part], self.max_length, progress=advance,
+                               order_seed=self.order_seed, forward=forward)
             fresh = {keys[i]: {"ll": ll, "greedy": g} for i, (ll, g) in zip(part, got)}
             self.result_cache.put_many(fresh)
             found.update(fresh)

@@ -5,6 +5,8 @@ scorer feeds each distinct input sequence once (MMLU's four single-token choices
 forward), computes a prefix shared by neighbouring sequences once (HellaSwag's context
 before its four endings, the few-shot block before every question of an MMLU subject),
 and applies the LM head only at the positions whose log-probabilities are asked for.
+The model passes themselves live in `forwards`: a fused, padding-free pass for Llama-family
+models and the model's own decoder for everything else.
 """
 
 from __future__ import annotations
@@ -92,8 +94,8 @@ def group_sequences(seqs: list[_Seq]) -> list[tuple[int, list[_Seq]]]:
 
 
 def score(model, requests: Sequence[tuple[Sequence[int], Sequence[int]]], max_length: int,
-          pad_id: int = 0, progress: Callable[[int], None] | None = None,
-          token_budget: int = 4096, order_seed: int | None = None) -> list[tuple[float, bool]]:
+          progress: Callable[[int], None] | None = None,
+          token_budget: int = 4096, order_seed: int | None = None, forward=None) -> list[tuple[float, bool]]:
     """(sum of continuation log-probs, continuation is the greedy choice) per request.
 
     Two phases per chunk of groups, both in wide batches because thin matmuls never reach
@@ -101,18 +103,26 @@ def score(model, requests: Sequence[tuple[Sequence[int], Sequence[int]]], max_le
     suffixes together, each row attending to its own group's prefix through the cache.
     `order_seed` shuffles rows across batches instead of sorting them by length (same
     results up to float rounding; `harness calibrate` measures exactly that rounding).
+    `forward` (from `forwards.forward_for(model)`) can be passed in to reuse it across calls.
     """
     import torch
+
+    from harness.forgetting.forwards import forward_for
 
     out: list[tuple[float, bool] | None] = [None] * len(requests)
     groups = group_sequences(build_sequences(requests, max_length))
     with torch.inference_mode():
+        fwd = forward or forward_for(model)
+        _, head, softcap = _parts(model)
         for chunk in _chunks(groups, 8 * token_budget):
             shared = [(g, prefix, rows[0]) for g, (prefix, rows) in enumerate(chunk) if prefix]
-            kv = _prefix_kv(model, shared, len(chunk), pad_id, token_budget) if shared else None
+            kv = _prefix_kv(fwd, shared, len(chunk), token_budget) if shared else None
             rows = [(g, prefix, r) for g, (prefix, members) in enumerate(chunk) for r in members]
-            for batch in _sub_batches(rows, token_budget, order_seed=order_seed):
-                _score_rows(model, batch, kv, pad_id, out)
+            # A packing forward spends nothing on padding outside attention, which it groups
+            # by length itself: its batches are bounded by the token budget alone.
+            waste = float("inf") if fwd.packed else 0.15
+            for batch in _sub_batches(rows, token_budget, waste, order_seed):
+                _score_rows(fwd, (head, softcap), batch, kv, out)
                 if progress:
                     progress(sum(len(r.asks) for _, _, r in batch))
     return out  # type: ignore[return-value]
@@ -136,33 +146,32 @@ def _chunks(groups, tokens: int):
         yield cur
 
 
-def _prefix_kv(model, shared, n_groups: int, pad_id: int, budget: int) -> list:
+def _prefix_kv(fwd, shared, n_groups: int, budget: int) -> list:
     """Per layer (keys, values) of shape [groups, heads, longest prefix, dim]; group g's own
     prefix fills slots [0, p_g), whatever follows is never attended to."""
     import torch
-    from transformers import DynamicCache
 
-    decoder, _, _ = _parts(model)
     shared = sorted(shared, key=lambda x: -x[1])
     longest = shared[0][1]
     layers: list = []
     i = 0
     while i < len(shared):
         width = shared[i][1]
-        part = shared[i:i + max(1, min(len(shared) - i, budget // width))]
-        ids = torch.full((len(part), width), pad_id, dtype=torch.long)
-        for j, (_, p, row) in enumerate(part):
-            ids[j, :p] = torch.tensor(row.tokens[:p])
-        cache = DynamicCache()
-        # Right padding needs no mask: causal attention keeps real positions from seeing pads.
-        decoder(input_ids=ids, past_key_values=cache, use_cache=True)
+        if fwd.packed:  # padding costs attention only: fill the budget with real tokens
+            j, total = i, 0
+            while j < len(shared) and (j == i or total + shared[j][1] <= budget):
+                total += shared[j][1]
+                j += 1
+            part = shared[i:j]
+        else:
+            part = shared[i:i + max(1, min(len(shared) - i, budget // width))]
         where = torch.tensor([g for g, _, _ in part])
-        for layer, c in enumerate(cache.layers):
+        for layer, (keys, values) in enumerate(fwd.prefix([list(row.tokens[:p]) for _, p, row in part])):
             if len(layers) <= layer:
-                shape = (n_groups, c.keys.shape[1], longest, c.keys.shape[3])
-                layers.append((c.keys.new_zeros(shape), c.values.new_zeros(shape)))
-            layers[layer][0][where, :, :width] = c.keys
-            layers[layer][1][where, :, :width] = c.values
+                shape = (n_groups, keys.shape[1], longest, keys.shape[3])
+                layers.append((keys.new_zeros(shape), values.new_zeros(shape)))
+            layers[layer][0][where, :, :width] = keys
+            layers[layer][1][where, :, :width] = values
         i += len(part)
     return layers
 
@@ -190,33 +199,23 @@ def _sub_batches(rows, budget: int, waste: float = 0.15, order_seed: int | None 
     return batches
 
 
-def _score_rows(model, batch, kv, pad_id, out, head_rows: int = 1024) -> None:
+def _score_rows(fwd, head, batch, kv, out, head_rows: int = 1024) -> None:
     import torch
-    from transformers import DynamicCache
 
-    decoder, head, softcap = _parts(model)
     n = len(batch)
-    width = max(len(r.tokens) - p for _, p, r in batch)
     front = max(p for _, p, _ in batch)  # cache slots in front of the suffixes
-    ids = torch.full((n, width), pad_id, dtype=torch.long)
-    positions = torch.zeros((n, width), dtype=torch.long)
-    for i, (_, p, r) in enumerate(batch):
-        suffix = r.tokens[p:]
-        ids[i, :len(suffix)] = torch.tensor(suffix)
-        positions[i] = torch.arange(p, p + width)
-    kwargs = {}
+    past = keep = None
     if front:
         # Row i's own group prefix sits in cache slots [0, p_i), the rest of the front is
         # masked out; positions continue from p_i, so RoPE sees what a whole-sequence pass
         # sees. Right padding after the suffix needs no mask under causal attention.
-        mask = torch.zeros((n, front + width), dtype=torch.long)
-        mask[:, front:] = 1
-        for i, (_, p, _) in enumerate(batch):
-            mask[i, :p] = 1
+        keep = torch.arange(front)[None, :] < torch.tensor([p for _, p, _ in batch])[:, None]
         groups = torch.tensor([g for g, _, _ in batch])
-        layers = [(k.index_select(0, groups)[:, :, :front], v.index_select(0, groups)[:, :, :front]) for k, v in kv]
-        kwargs = {"past_key_values": DynamicCache(ddp_cache_data=layers), "use_cache": True, "attention_mask": mask}
-    hidden = decoder(input_ids=ids, position_ids=positions, **kwargs).last_hidden_state
+        past = [(k.index_select(0, groups)[:, :, :front], v.index_select(0, groups)[:, :, :front]) for k, v in kv]
+    hidden = fwd.hidden([list(r.tokens[p:]) for _, p, r in batch], [p for _, p, _ in batch], past, keep)
+    starts = [0]  # where each row's suffix begins in the packed hidden states
+    for _, p, r in batch:
+        starts.append(starts[-1] + len(r.tokens) - p)
     # The LM head runs only over positions some request reads, many rows per matmul, in
     # slices of about `head_rows` positions to bound the float32 vocabulary-wide logits.
     i = 0
@@ -225,9 +224,8 @@ def _score_rows(model, batch, kv, pad_id, out, head_rows: int = 1024) -> None:
         while j < n and (count == 0 or count + _span(batch[j]) <= head_rows):
             count += _span(batch[j])
             j += 1
-        rows_idx = [k for k in range(i, j) for _ in range(_span(batch[k]))]
-        cols_idx = [q for _, p, r in batch[i:j] for q in range(r.first_needed - p, len(r.tokens) - p)]
-        logp, greedy = _head(head, softcap, hidden[torch.tensor(rows_idx), torch.tensor(cols_idx)])
+        at = [starts[k] + q - p for k, (_, p, r) in enumerate(batch[i:j], i) for q in range(r.first_needed, len(r.tokens))]
+        logp, greedy = _head(*head, hidden[torch.tensor(at)])
         offset = 0
         for _, _, r in batch[i:j]:
             for req, first, targets in r.asks:

@@ -1,0 +1,275 @@
+"""The two model passes the scorer needs, behind one interface.
+
+Rows are token lists (right-padded internally, however each forward likes).
+`prefix(rows)` runs shared prefixes and returns each layer's post-RoPE (keys, values),
+`[rows, kv heads, longest row, head dim]`. `hidden(rows, starts, past, keep)` runs
+suffixes whose row i continues its own prefix at position `starts[i]`: `past` holds
+per-layer cache tensors `[rows, kv heads, front, dim]` and `keep[i, j]` says whether slot j
+belongs to row i's prefix. It returns final-normed hidden states packed row after row,
+`[total tokens, hidden]`.
+
+`LlamaForward` does this for Llama-family decoders: its projections and MLP run on the
+packed real tokens only (no FLOPs on padding) and only attention sees a padded layout; it
+fuses what PyTorch can fuse and keeps no cache bookkeeping. `ModelForward` calls the
+model's own decoder and serves every other architecture and adapter kind. Tests hold both
+to plain one-request forwards.
+"""
+
+from __future__ import annotations
+
+
+class Unsupported(Exception):
+    """The fast path cannot reproduce this model's forward; use `ModelForward`."""
+
+
+def forward_for(model):
+    import torch
+
+    try:
+        with torch.no_grad():  # merged adapter weights must not carry autograd history
+            return LlamaForward(model)
+    except Unsupported:
+        return ModelForward(model)
+
+
+def _inner(model):
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+class ModelForward:
+    packed = False  # pays for padding: the scorer keeps rows of a batch of similar length
+
+    def __init__(self, model):
+        self.decoder = _inner(model).get_decoder()
+
+    def prefix(self, rows):
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        # Right padding needs no mask: causal attention keeps real positions from seeing pads.
+        self.decoder(input_ids=_padded(rows)[0], past_key_values=cache, use_cache=True)
+        return [(c.keys, c.values) for c in cache.layers]
+
+    def hidden(self, rows, starts, past=None, keep=None):
+        import torch
+        from transformers import DynamicCache
+
+        ids, where = _padded(rows)
+        positions = torch.arange(ids.shape[1])[None, :] + torch.tensor(starts)[:, None]
+        kwargs = {}
+        if past is not None:
+            mask = torch.cat([keep.long(), torch.ones(ids.shape, dtype=torch.long)], dim=1)
+            kwargs = {"past_key_values": DynamicCache(ddp_cache_data=past), "use_cache": True, "attention_mask": mask}
+        out = self.decoder(input_ids=ids, position_ids=positions, **kwargs).last_hidden_state
+        return out.flatten(0, 1)[where]
+
+
+def _padded(rows):
+    """[rows, longest] right-padded ids (pad id 0: pads are never read) and each real
+    token's flat index in that layout, row after row."""
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = torch.tensor(r)
+    where = torch.cat([torch.arange(len(r)) + i * width for i, r in enumerate(rows)])
+    return ids, where
+
+
+def _effective_linear(mod):
+    """(weight, bias) that the module applies, adapters folded in; Unsupported otherwise."""
+    import torch.nn as nn
+
+    if type(mod) is nn.Linear:
+        return mod.weight, mod.bias
+    try:
+        from peft.tuners.lora import Linear as LoraLinear
+    except ImportError:  # pragma: no cover - peft is a dependency
+        raise Unsupported("peft missing")
+    base = getattr(mod, "base_layer", None)
+    if not isinstance(mod, LoraLinear) or type(base) is not nn.Linear:
+        raise Unsupported(f"{type(mod).__name__} layer")
+    weight = base.weight
+    if mod.disable_adapters or mod.merged:
+        return weight, base.bias
+    for name in mod.active_adapters:
+        if name not in mod.lora_A:
+            continue
+        if name in mod.lora_variant or getattr(mod, "lora_bias", {}).get(name):
+            raise Unsupported("LoRA variant (DoRA, LoRA bias, ...)")
+        # The merged weight, computed per scoring call: adapters are few and small.
+        weight = weight + mod.get_delta_weight(name).to(weight.dtype)
+    return weight, base.bias
+
+
+class LlamaForward:
+    """Llama decoder pass: fused RMSNorm, RoPE by fused multiply-adds, GQA attention
+    without repeated keys, causal attention without a mask when there is no prefix, in-place
+    SiLU gating and residuals; LoRA adapters are merged into weights for the call."""
+
+    packed = True
+
+    def __init__(self, model):
+        import torch
+        import torch.nn as nn
+
+        inner = _inner(model)
+        cfg = inner.config
+        if cfg.model_type != "llama" or cfg.hidden_act != "silu" or inner.training:
+            raise Unsupported(cfg.model_type)
+        dec = inner.get_decoder()
+        if type(dec.embed_tokens) is not nn.Embedding:
+            raise Unsupported("adapted embedding")
+        self.embed, self.rotary = dec.embed_tokens, dec.rotary_emb
+        self.norm = (dec.norm.weight, dec.norm.variance_epsilon)
+        self.heads, self.kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads
+        self.dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        self.layers = []
+        for layer in dec.layers:
+            att, mlp = layer.self_attn, layer.mlp
+            qkv = [_effective_linear(m) for m in (att.q_proj, att.k_proj, att.v_proj)]
+            bias = None if all(b is None for _, b in qkv) else torch.cat(
+                [b if b is not None else w.new_zeros(w.shape[0]) for w, b in qkv])
+            self.layers.append({
+                "ln1": (layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon),
+                "ln2": (layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon),
+                "qkv": (torch.cat([w for w, _ in qkv]), bias),
+                "o": _effective_linear(att.o_proj), "gate": _effective_linear(mlp.gate_proj),
+                "up": _effective_linear(mlp.up_proj), "down": _effective_linear(mlp.down_proj),
+                "scale": att.scaling,
+            })
+
+    def _norm(self, x, weight, eps):
+        import torch
+        import torch.nn.functional as F
+
+        if x.dtype == weight.dtype == torch.float32:
+            return F.rms_norm(x, (x.shape[-1],), weight, eps)
+        # As the model does: normalise in float32, round to the working dtype, then scale.
+        return F.rms_norm(x.float(), (x.shape[-1],), None, eps).to(x.dtype).mul_(weight)
+
+    def _rope(self, x, cos, sin):
+        """x: [tokens, heads, d]; cos/sin: [tokens, 1, d]; returns a new rotated tensor."""
+        half = x.shape[-1] // 2
+        out = x * cos
+        out[..., :half].addcmul_(x[..., half:], sin[..., :half], value=-1)
+        out[..., half:].addcmul_(x[..., :half], sin[..., half:])
+        return out
+
+    def _run(self, rows, starts, past=None, keep=None, collect=False):
+        import torch
+        import torch.nn.functional as F
+
+        h, kvh, d = self.heads, self.kv_heads, self.dim
+        ids = torch.tensor([t for r in rows for t in r])
+        positions = torch.cat([torch.arange(s, s + len(r)) for r, s in zip(rows, starts)])
+        x = self.embed(ids)  # [tokens, hidden]: every projection sees real tokens only
+        cos, sin = self.rotary(x[None], positions[None])
+        cos, sin = cos[0, :, None], sin[0, :, None]
+        layout = _Layout(rows, _attention_groups(rows, keep), keep)
+        whole = _Layout(rows, [list(range(len(rows)))], None) if collect else None  # the cache's layout
+        kept = []
+        for i, L in enumerate(self.layers):
+            a = self._norm(x, *L["ln1"])
+            qkv = F.linear(a, *L["qkv"]).view(-1, h + 2 * kvh, d)
+            qk = self._rope(qkv[:, :h + kvh], cos, sin)
+            if collect:
+                kept.append((whole.block(whole.pad(qk[:, h:]), 0), whole.block(whole.pad(qkv[:, h + kvh:]), 0)))
+                if i == len(self.layers) - 1:
+                    break  # the prefix's outputs are never read, only its keys and values
+            att = layout.attend(layout.pad(qk[:, :h]), layout.pad(qk[:, h:]), layout.pad(qkv[:, h + kvh:]),
+                                past[i] if past is not None else None, L["scale"])
+            x.add_(F.linear(att, *L["o"]))
+            a = self._norm(x, *L["ln2"])
+            gate = F.silu(F.linear(a, *L["gate"]), inplace=True).mul_(F.linear(a, *L["up"]))
+            x.add_(F.linear(gate, *L["down"]))
+        return kept if collect else self._norm(x, *self.norm)
+
+    def prefix(self, rows):
+        return self._run(rows, [0] * len(rows), collect=True)
+
+    def hidden(self, rows, starts, past=None, keep=None):
+        return self._run(rows, starts, past, keep)
+
+
+def _attention_groups(rows, keep, waste: float = 0.3, most: int = 2048):
+    """Rows (by index) of similar length: attention is the one padded computation, so its
+    groups are tighter than the packed batch the projections run over. Each group costs a
+    few small kernel launches per layer, so groups are not made tighter than `waste`."""
+    order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
+    fronts = keep.sum(1).tolist() if keep is not None else [0] * len(rows)
+    out, cur, real = [], [], 0
+    for i in order:
+        if cur:
+            width, front = len(rows[cur[0]]), max(fronts[j] for j in cur + [i])
+            padded = (len(cur) + 1) * width * (front + width)
+            needed = real + len(rows[i]) * (fronts[i] + len(rows[i]))
+            if padded > needed * (1 + waste) or (len(cur) + 1) * width > most:
+                out.append(cur)
+                cur, real = [], 0
+        cur.append(i)
+        real += len(rows[i]) * (fronts[i] + len(rows[i]))
+    if cur:
+        out.append(cur)
+    return out
+
+
+class _Layout:
+    """Where each packed token sits for attention: every group of rows gets a right-padded
+    block [rows, width], blocks end to end in one buffer, so padding and unpadding are one
+    copy per layer whatever the number of groups."""
+
+    def __init__(self, rows, groups, keep):
+        import torch
+
+        starts = [0]
+        for r in rows:
+            starts.append(starts[-1] + len(r))
+        self.slot = torch.empty(starts[-1], dtype=torch.long)
+        self.blocks = []  # (offset, rows, width, row indices, front, mask)
+        offset = 0
+        for members in groups:
+            n, width = len(members), max(len(rows[i]) for i in members)
+            for j, i in enumerate(members):
+                self.slot[starts[i]:starts[i + 1]] = torch.arange(len(rows[i])) + offset + j * width
+            which = torch.tensor(members)
+            front, mask = 0, None
+            if keep is not None:
+                ours = keep[which]
+                front = int(ours.sum(1).max())
+            if front:
+                # Row i's own group prefix sits in cache slots [0, p_i), the rest of the
+                # front is masked out; right padding needs no mask under causal attention.
+                mask = torch.ones((n, 1, width, front + width), dtype=torch.bool)
+                mask[..., :front] = ours[:, None, None, :front]
+                mask[..., front:] = torch.ones((width, width), dtype=torch.bool).tril()
+            self.blocks.append((offset, n, width, which, front, mask))
+            offset += n * width
+        self.size = offset
+
+    def pad(self, t):
+        """[tokens, heads, d] -> [slots, heads, d]; padding slots are zero."""
+        out = t.new_zeros((self.size, *t.shape[1:]))
+        out[self.slot] = t
+        return out
+
+    def block(self, flat, b: int):
+        offset, n, width = self.blocks[b][:3]
+        return flat[offset:offset + n * width].view(n, width, *flat.shape[1:]).transpose(1, 2)
+
+    def attend(self, q, k, v, past, scale):
+        """Padded q, k, v -> attention output for the real tokens, [tokens, heads * d]."""
+        import torch
+        import torch.nn.functional as F
+
+        out = q.new_empty(q.shape)  # pad queries' outputs are never gathered
+        for b, (offset, n, width, which, front, mask) in enumerate(self.blocks):
+            kb, vb = self.block(k, b), self.block(v, b)
+            if front:
+                kb = torch.cat([past[0][which, :, :front], kb], dim=2)
+                vb = torch.cat([past[1][which, :, :front], vb], dim=2)
+            att = F.scaled_dot_product_attention(self.block(q, b), kb, vb, attn_mask=mask, is_causal=mask is None,
+                                                 scale=scale, enable_gqa=q.shape[1] != k.shape[1])
+            out[offset:offset + n * width].view(n, width, *q.shape[1:]).copy_(att.transpose(1, 2))
+        return out[self.slot].flatten(1)

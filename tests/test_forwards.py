@@ -100,3 +100,30 @@ def test_models_the_fused_pass_cannot_reproduce_fall_back(tmp_path, tiny_dir):
                           LoraConfig(r=4, target_modules=["q_proj", "v_proj"], use_dora=True)).eval()
     assert isinstance(forward_for(dora), ModelForward)
     assert isinstance(forward_for(AutoModelForCausalLM.from_pretrained(tiny_dir).eval()), LlamaForward)
+
+
+@pytest.mark.parametrize("with_prefix", [False, True])
+def test_fused_hidden_reads_any_positions_of_unsorted_rows(tiny_dir, with_prefix):
+    """Rows in no length order, several read positions each, some rows read nothing: the
+    fused pass's trimmed last layer returns what the decoder returns for those positions."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir).eval()
+    rng = random.Random(5)
+    rows = [[rng.randrange(5, 200) for _ in range(n)] for n in (3, 10, 11, 6, 2, 8)]  # 10 before 11: one block, reordered
+    read, at = [], 0
+    for i, r in enumerate(rows):
+        read += [at + c for c in range(len(r)) if i != 3 and (c % 3 == 1 or c == len(r) - 1)]
+        at += len(r)
+    starts, past, keep = [0] * len(rows), None, None
+    if with_prefix:
+        prefixes = [[rng.randrange(5, 200) for _ in range(n)] for n in (4, 9, 4, 1, 9, 6)]
+        starts = [len(p) for p in prefixes]
+        past = ModelForward(model).prefix(prefixes)
+        keep = torch.arange(9)[None, :] < torch.tensor(starts)[:, None]
+    with torch.inference_mode():
+        want = ModelForward(model).hidden(rows, starts, past, keep, read)
+        got = LlamaForward(model).hidden(rows, starts, past, keep, read)
+    assert got.shape == want.shape == (len(read), model.config.hidden_size)
+    assert torch.allclose(got, want, atol=1e-5)

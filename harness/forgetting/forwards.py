@@ -5,8 +5,8 @@ Rows are token lists (right-padded internally, however each forward likes).
 `[rows, kv heads, longest row, head dim]`. `hidden(rows, starts, past, keep)` runs
 suffixes whose row i continues its own prefix at position `starts[i]`: `past` holds
 per-layer cache tensors `[rows, kv heads, front, dim]` and `keep[i, j]` says whether slot j
-belongs to row i's prefix. It returns final-normed hidden states packed row after row,
-`[total tokens, hidden]`.
+belongs to row i's prefix. It returns the final-normed hidden states of the tokens listed
+in `read` (indices into the rows' tokens packed row after row), in that order.
 
 `LlamaForward` does this for Llama-family decoders: its projections and MLP run on the
 packed real tokens only (no FLOPs on padding) and only attention sees a padded layout; it
@@ -50,7 +50,7 @@ class ModelForward:
         self.decoder(input_ids=_padded(rows)[0], past_key_values=cache, use_cache=True)
         return [(c.keys, c.values) for c in cache.layers]
 
-    def hidden(self, rows, starts, past=None, keep=None):
+    def hidden(self, rows, starts, past, keep, read):
         import torch
         from transformers import DynamicCache
 
@@ -61,7 +61,7 @@ class ModelForward:
             mask = torch.cat([keep.long(), torch.ones(ids.shape, dtype=torch.long)], dim=1)
             kwargs = {"past_key_values": DynamicCache(ddp_cache_data=past), "use_cache": True, "attention_mask": mask}
         out = self.decoder(input_ids=ids, position_ids=positions, **kwargs).last_hidden_state
-        return out.flatten(0, 1)[where]
+        return out.flatten(0, 1)[where[torch.tensor(read)]]
 
 
 def _padded(rows):
@@ -157,7 +157,7 @@ class LlamaForward:
         out[..., half:].addcmul_(x[..., :half], sin[..., half:])
         return out
 
-    def _run(self, rows, starts, past=None, keep=None, collect=False):
+    def _run(self, rows, starts, past=None, keep=None, read=None):
         import torch
         import torch.nn.functional as F
 
@@ -167,10 +167,13 @@ class LlamaForward:
         x = self.embed(ids)  # [tokens, hidden]: every projection sees real tokens only
         cos, sin = self.rotary(x[None], positions[None])
         cos, sin = cos[0, :, None], sin[0, :, None]
+        collect = read is None
         layout = _Layout(rows, _attention_groups(rows, keep), keep)
         whole = _Layout(rows, [list(range(len(rows)))], None) if collect else None  # the cache's layout
         kept = []
         for i, L in enumerate(self.layers):
+            if i == len(self.layers) - 1 and not collect:
+                return self._last_layer(L, x, cos, sin, layout, past[i] if past is not None else None, read)
             a = self._norm(x, *L["ln1"])
             qkv = F.linear(a, *L["qkv"]).view(-1, h + 2 * kvh, d)
             qk = self._rope(qkv[:, :h + kvh], cos, sin)
@@ -184,13 +187,33 @@ class LlamaForward:
             a = self._norm(x, *L["ln2"])
             gate = F.silu(F.linear(a, *L["gate"]), inplace=True).mul_(F.linear(a, *L["up"]))
             x.add_(F.linear(gate, *L["down"]))
-        return kept if collect else self._norm(x, *self.norm)
+        return kept
+
+    def _last_layer(self, L, x, cos, sin, layout, past, read):
+        """Keys and values for every token, everything else for the read tokens only: no
+        later layer needs the others (one of ~30 layers' FLOPs for MMLU-like prompts)."""
+        import torch
+        import torch.nn.functional as F
+
+        h, kvh, d = self.heads, self.kv_heads, self.dim
+        weight, bias = L["qkv"]
+        a = self._norm(x, *L["ln1"])
+        kv = F.linear(a, weight[h * d:], bias[h * d:] if bias is not None else None).view(-1, 2 * kvh, d)
+        sel = torch.tensor(read)
+        q = F.linear(a[sel], weight[:h * d], bias[:h * d] if bias is not None else None).view(-1, h, d)
+        q = self._rope(q, cos[sel], sin[sel])
+        att = layout.attend_some(q, sel, layout.pad(self._rope(kv[:, :kvh], cos, sin)), layout.pad(kv[:, kvh:]),
+                                 past, L["scale"])
+        y = x[sel].add_(F.linear(att, *L["o"]))
+        a = self._norm(y, *L["ln2"])
+        gate = F.silu(F.linear(a, *L["gate"]), inplace=True).mul_(F.linear(a, *L["up"]))
+        return self._norm(y.add_(F.linear(gate, *L["down"])), *self.norm)
 
     def prefix(self, rows):
-        return self._run(rows, [0] * len(rows), collect=True)
+        return self._run(rows, [0] * len(rows))
 
-    def hidden(self, rows, starts, past=None, keep=None):
-        return self._run(rows, starts, past, keep)
+    def hidden(self, rows, starts, past, keep, read):
+        return self._run(rows, starts, past, keep, read)
 
 
 def _attention_groups(rows, keep, waste: float = 0.3, most: int = 2048):
@@ -227,12 +250,17 @@ class _Layout:
         for r in rows:
             starts.append(starts[-1] + len(r))
         self.slot = torch.empty(starts[-1], dtype=torch.long)
+        self.row_of = torch.empty(starts[-1], dtype=torch.long)  # (block, row in block) of each token
+        self.block_of = torch.empty(starts[-1], dtype=torch.long)
+        self.col = torch.cat([torch.arange(len(r)) for r in rows])
         self.blocks = []  # (offset, rows, width, row indices, front, mask)
         offset = 0
         for members in groups:
             n, width = len(members), max(len(rows[i]) for i in members)
             for j, i in enumerate(members):
                 self.slot[starts[i]:starts[i + 1]] = torch.arange(len(rows[i])) + offset + j * width
+                self.row_of[starts[i]:starts[i + 1]] = j
+                self.block_of[starts[i]:starts[i + 1]] = len(self.blocks)
             which = torch.tensor(members)
             front, mask = 0, None
             if keep is not None:
@@ -273,3 +301,38 @@ class _Layout:
                                                  scale=scale, enable_gqa=q.shape[1] != k.shape[1])
             out[offset:offset + n * width].view(n, width, *q.shape[1:]).copy_(att.transpose(1, 2))
         return out[self.slot].flatten(1)
+
+    def attend_some(self, q, sel, k, v, past, scale):
+        """Attention for the query tokens `sel` only ([len(sel), heads, d], packed-token
+        indices): per block, each row's queries padded to the block's most, masked to
+        the keys a causal pass would let them see."""
+        import torch
+        import torch.nn.functional as F
+
+        out = q.new_empty((len(sel), q.shape[1] * q.shape[2]))
+        blocks, rows, cols = self.block_of[sel], self.row_of[sel], self.col[sel]
+        for b, (offset, n, width, which, front, mask) in enumerate(self.blocks):
+            mine = (blocks == b).nonzero().flatten()
+            if not len(mine):
+                continue
+            r, order = torch.sort(rows[mine], stable=True)  # grouped by row in the block
+            mine = mine[order]
+            counts = torch.bincount(r, minlength=n)
+            rank = torch.arange(len(mine)) - (torch.cumsum(counts, 0) - counts)[r]  # slot among the row's queries
+            most = int(counts.max())
+            qb = q.new_zeros((n, most, *q.shape[1:]))
+            qb[r, rank] = q[mine]
+            allow = torch.zeros((n, 1, most, front + width), dtype=torch.bool)
+            allow[:, :, :, front] = True  # padding queries see one key, so no row is all -inf
+            seen = torch.arange(width)[None, :] <= cols[mine][:, None]
+            allow[r, 0, rank, front:] = seen
+            if front:
+                allow[r, 0, rank, :front] = mask[r, 0, 0, :front]
+            kb, vb = self.block(k, b), self.block(v, b)
+            if front:
+                kb = torch.cat([past[0][which, :, :front], kb], dim=2)
+                vb = torch.cat([past[1][which, :, :front], vb], dim=2)
+            att = F.scaled_dot_product_attention(qb.transpose(1, 2), kb, vb, attn_mask=allow, scale=scale,
+                                                 enable_gqa=q.shape[1] != k.shape[1])
+            out[mine] = att.transpose(1, 2)[r, rank].flatten(1)
+        return out

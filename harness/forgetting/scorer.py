@@ -212,20 +212,22 @@ def _score_rows(fwd, head, batch, kv, out, head_rows: int = 1024) -> None:
         keep = torch.arange(front)[None, :] < torch.tensor([p for _, p, _ in batch])[:, None]
         groups = torch.tensor([g for g, _, _ in batch])
         past = [(k.index_select(0, groups)[:, :, :front], v.index_select(0, groups)[:, :, :front]) for k, v in kv]
-    hidden = fwd.hidden([list(r.tokens[p:]) for _, p, r in batch], [p for _, p, _ in batch], past, keep)
-    starts = [0]  # where each row's suffix begins in the packed hidden states
+    starts = [0]  # where each row's suffix begins in the packed tokens
     for _, p, r in batch:
         starts.append(starts[-1] + len(r.tokens) - p)
-    # The LM head runs only over positions some request reads, many rows per matmul, in
-    # slices of about `head_rows` positions to bound the float32 vocabulary-wide logits.
-    i = 0
+    # Only positions some request reads come back from the model (`read`, row after row).
+    read = [starts[k] + q - p for k, (_, p, r) in enumerate(batch) for q in range(r.first_needed, len(r.tokens))]
+    hidden = fwd.hidden([list(r.tokens[p:]) for _, p, r in batch], [p for _, p, _ in batch], past, keep, read)
+    # The LM head runs many rows per matmul, in slices of about `head_rows` positions to
+    # bound the float32 vocabulary-wide logits.
+    i = lo = 0
     while i < n:
         j, count = i, 0
         while j < n and (count == 0 or count + _span(batch[j]) <= head_rows):
             count += _span(batch[j])
             j += 1
-        at = [starts[k] + q - p for k, (_, p, r) in enumerate(batch[i:j], i) for q in range(r.first_needed, len(r.tokens))]
-        logp, greedy = _head(*head, hidden[torch.tensor(at)])
+        logp, greedy = _head(*head, hidden[lo:lo + count])
+        lo += count
         offset = 0
         for _, _, r in batch[i:j]:
             for req, first, targets in r.asks:

@@ -286,17 +286,24 @@ class _Layout:
         offset, n, width = self.blocks[b][:3]
         return flat[offset:offset + n * width].view(n, width, *flat.shape[1:]).transpose(1, 2)
 
+    def _keys(self, b, k, v, past):
+        """Block b's keys and values, each row's cached prefix in front."""
+        import torch
+
+        kb, vb = self.block(k, b), self.block(v, b)
+        _, _, _, which, front, _ = self.blocks[b]
+        if front:
+            kb = torch.cat([past[0][which, :, :front], kb], dim=2)
+            vb = torch.cat([past[1][which, :, :front], vb], dim=2)
+        return kb, vb
+
     def attend(self, q, k, v, past, scale):
         """Padded q, k, v -> attention output for the real tokens, [tokens, heads * d]."""
-        import torch
         import torch.nn.functional as F
 
         out = q.new_empty(q.shape)  # pad queries' outputs are never gathered
-        for b, (offset, n, width, which, front, mask) in enumerate(self.blocks):
-            kb, vb = self.block(k, b), self.block(v, b)
-            if front:
-                kb = torch.cat([past[0][which, :, :front], kb], dim=2)
-                vb = torch.cat([past[1][which, :, :front], vb], dim=2)
+        for b, (offset, n, width, _, _, mask) in enumerate(self.blocks):
+            kb, vb = self._keys(b, k, v, past)
             att = F.scaled_dot_product_attention(self.block(q, b), kb, vb, attn_mask=mask, is_causal=mask is None,
                                                  scale=scale, enable_gqa=q.shape[1] != k.shape[1])
             out[offset:offset + n * width].view(n, width, *q.shape[1:]).copy_(att.transpose(1, 2))
@@ -311,7 +318,7 @@ class _Layout:
 
         out = q.new_empty((len(sel), q.shape[1] * q.shape[2]))
         blocks, rows, cols = self.block_of[sel], self.row_of[sel], self.col[sel]
-        for b, (offset, n, width, which, front, mask) in enumerate(self.blocks):
+        for b, (_, n, width, _, front, mask) in enumerate(self.blocks):
             mine = (blocks == b).nonzero().flatten()
             if not len(mine):
                 continue
@@ -328,10 +335,7 @@ class _Layout:
             allow[r, 0, rank, front:] = seen
             if front:
                 allow[r, 0, rank, :front] = mask[r, 0, 0, :front]
-            kb, vb = self.block(k, b), self.block(v, b)
-            if front:
-                kb = torch.cat([past[0][which, :, :front], kb], dim=2)
-                vb = torch.cat([past[1][which, :, :front], vb], dim=2)
+            kb, vb = self._keys(b, k, v, past)
             att = F.scaled_dot_product_attention(qb.transpose(1, 2), kb, vb, attn_mask=allow, scale=scale,
                                                  enable_gqa=q.shape[1] != k.shape[1])
             out[mine] = att.transpose(1, 2)[r, rank].flatten(1)

@@ -177,16 +177,11 @@ def _reference_scores(model, requests):
     return out
 
 
-@pytest.mark.parametrize("order_seed", [None, 3])
-def test_scorer_shares_prefixes_and_matches_plain_forwards(tiny_model, order_seed):
-    """Groups with different prefix lengths share batches (masked cache slots, per-row
-    positions); rows with nothing to share ride along; every log-prob matches a plain pass."""
+def _mixed_requests(seed: int = 0):
+    """MMLU-like groups with per-subject blocks, HellaSwag-like endings, and loners."""
     import random
 
-    from harness.forgetting import scorer
-
-    model, _ = tiny_model
-    rng = random.Random(0)
+    rng = random.Random(seed)
     generic = [rng.randrange(5, 200) for _ in range(12)]
     requests = []
     for subject in range(4):  # MMLU-like: generic start, per-subject block, question, 1-token answers
@@ -198,10 +193,48 @@ def test_scorer_shares_prefixes_and_matches_plain_forwards(tiny_model, order_see
         ctx = [rng.randrange(5, 200) for _ in range(rng.randrange(10, 40))]
         requests += [(ctx, [rng.randrange(5, 200) for _ in range(rng.randrange(1, 9))]) for _ in range(4)]
     requests += [([rng.randrange(5, 200) for _ in range(n)], [11, 12]) for n in (3, 17, 60)]  # loners
+    return requests
+
+
+@pytest.mark.parametrize("order_seed", [None, 3])
+def test_scorer_shares_prefixes_and_matches_plain_forwards(tiny_model, order_seed):
+    """Groups with different prefix lengths share batches (masked cache slots, per-row
+    positions); rows with nothing to share ride along; every log-prob matches a plain pass."""
+    from harness.forgetting import scorer
+
+    model, _ = tiny_model
+    requests = _mixed_requests()
     seqs = scorer.build_sequences(requests, 2048)
     groups = scorer.group_sequences(seqs)
     assert max(p for p, _ in groups) >= 12 + 10 + 15 * 3  # the per-subject block, not just the generic start
     got = scorer.score(model, requests, 2048, token_budget=256, order_seed=order_seed)
+    want = _reference_scores(model, requests)
+    assert [g for _, g in got] == [g for _, g in want]
+    assert max(abs(a - b) for (a, _), (b, _) in zip(got, want)) <= 1e-4
+
+
+@pytest.mark.parametrize("head", ["softcap", "lora"])
+def test_scorer_heads_beyond_a_plain_linear(head):
+    """A soft-capped head (Gemma 2, served by the model's own decoder) and a LoRA-adapted
+    head both take the scorer's general head path and still match plain forwards."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, Gemma2Config, LlamaConfig
+
+    from harness.forgetting import scorer
+
+    torch.manual_seed(0)
+    if head == "softcap":
+        cfg = Gemma2Config(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, head_dim=16, final_logit_softcapping=5.0)
+        model = AutoModelForCausalLM.from_config(cfg).eval()
+    else:
+        cfg = LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                          num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False)
+        base = AutoModelForCausalLM.from_config(cfg)
+        model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "lm_head"], init_lora_weights=False)).eval()
+    requests = _mixed_requests(1)
+    got = scorer.score(model, requests, 2048, token_budget=128)
     want = _reference_scores(model, requests)
     assert [g for _, g in got] == [g for _, g in want]
     assert max(abs(a - b) for (a, _), (b, _) in zip(got, want)) <= 1e-4

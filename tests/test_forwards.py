@@ -102,26 +102,30 @@ def test_models_the_fused_pass_cannot_reproduce_fall_back(tmp_path, tiny_dir):
     assert isinstance(forward_for(AutoModelForCausalLM.from_pretrained(tiny_dir).eval()), LlamaForward)
 
 
-@pytest.mark.parametrize("with_prefix", [False, True])
-def test_fused_hidden_reads_any_positions_of_unsorted_rows(tiny_dir, with_prefix):
+@pytest.mark.parametrize("prefix", [None, "long", "short"])
+def test_fused_hidden_reads_any_positions_of_unsorted_rows(tiny_dir, prefix):
     """Rows in no length order, several read positions each, some rows read nothing: the
-    fused pass's trimmed last layer returns what the decoder returns for those positions."""
+    fused pass's trimmed last layer returns what the decoder returns for those positions.
+    Cached prefixes of different lengths: long ones before short rows (attended through a
+    mask) or short ones before long rows (laid inline in front of them, causal attention)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(tiny_dir).eval()
     rng = random.Random(5)
-    rows = [[rng.randrange(5, 200) for _ in range(n)] for n in (3, 10, 11, 6, 2, 8)]  # 10 before 11: one block, reordered
+    lengths = (3, 10, 11, 6, 2, 8) if prefix != "short" else (24, 40, 44, 12, 5, 30)
+    rows = [[rng.randrange(5, 200) for _ in range(n)] for n in lengths]  # 10 before 11: one block, reordered
     read, at = [], 0
     for i, r in enumerate(rows):
         read += [at + c for c in range(len(r)) if i != 3 and (c % 3 == 1 or c == len(r) - 1)]
         at += len(r)
     starts, past, keep = [0] * len(rows), None, None
-    if with_prefix:
-        prefixes = [[rng.randrange(5, 200) for _ in range(n)] for n in (4, 9, 4, 1, 9, 6)]
-        starts = [len(p) for p in prefixes]
+    if prefix:
+        sizes = (4, 9, 4, 1, 9, 6) if prefix == "long" else (2, 5, 3, 1, 4, 2)
+        prefixes = [[rng.randrange(5, 200) for _ in range(n)] for n in sizes]
+        starts = list(sizes)
         past = ModelForward(model).prefix(prefixes)
-        keep = torch.arange(9)[None, :] < torch.tensor(starts)[:, None]
+        keep = torch.arange(max(sizes))[None, :] < torch.tensor(starts)[:, None]
     with torch.inference_mode():
         want = ModelForward(model).hidden(rows, starts, past, keep, read)
         got = LlamaForward(model).hidden(rows, starts, past, keep, read)

@@ -238,10 +238,21 @@ def _attention_groups(rows, keep, waste: float = 0.3, most: int = 2048):
     return out
 
 
+PREPEND = 8  # a block's cached prefixes go in front of its rows when rows are this many times longer
+
+
 class _Layout:
     """Where each packed token sits for attention: every group of rows gets a right-padded
     block [rows, width], blocks end to end in one buffer, so padding and unpadding are one
-    copy per layer whatever the number of groups."""
+    copy per layer whatever the number of groups.
+
+    A block whose rows continue cached prefixes attends in one of two ways. Short prefixes
+    in front of long rows (MMLU's shared opening before each few-shot prompt) are copied
+    into the block ahead of each row's tokens, so plain causal attention applies: the CPU
+    kernel skips the upper triangle that a masked call computes (~1.7x faster at 1k tokens).
+    Long prefixes before short rows (HellaSwag's context before its endings) stay apart and
+    are attended through a mask, rather than recomputing attention for prefix queries.
+    """
 
     def __init__(self, rows, groups, keep):
         import torch
@@ -249,30 +260,40 @@ class _Layout:
         starts = [0]
         for r in rows:
             starts.append(starts[-1] + len(r))
+        fronts = keep.sum(1).tolist() if keep is not None else [0] * len(rows)
         self.slot = torch.empty(starts[-1], dtype=torch.long)
         self.row_of = torch.empty(starts[-1], dtype=torch.long)  # (block, row in block) of each token
         self.block_of = torch.empty(starts[-1], dtype=torch.long)
-        self.col = torch.cat([torch.arange(len(r)) for r in rows])
-        self.blocks = []  # (offset, rows, width, row indices, front, mask)
+        self.col = torch.empty(starts[-1], dtype=torch.long)  # key slot of each token in its block row
+        self.blocks = []  # (offset, rows, width, row indices, front, mask, prefix fill)
         offset = 0
         for members in groups:
-            n, width = len(members), max(len(rows[i]) for i in members)
-            for j, i in enumerate(members):
-                self.slot[starts[i]:starts[i + 1]] = torch.arange(len(rows[i])) + offset + j * width
+            n, longest = len(members), max(len(rows[i]) for i in members)
+            which = torch.tensor(members)
+            front = max(fronts[i] for i in members)
+            inline = 0 < front * PREPEND <= longest
+            shift = [fronts[i] if inline else 0 for i in members]
+            width = max(s + len(rows[i]) for s, i in zip(shift, members))
+            for j, (i, s) in enumerate(zip(members, shift)):
+                cols = torch.arange(len(rows[i])) + s
+                self.slot[starts[i]:starts[i + 1]] = cols + offset + j * width
                 self.row_of[starts[i]:starts[i + 1]] = j
                 self.block_of[starts[i]:starts[i + 1]] = len(self.blocks)
-            which = torch.tensor(members)
-            front, mask = 0, None
-            if keep is not None:
-                ours = keep[which]
-                front = int(ours.sum(1).max())
-            if front:
+                self.col[starts[i]:starts[i + 1]] = cols
+            mask = fill = None
+            if inline:
+                # Slots [0, p_j) of row j take its cached prefix: (flat slots, batch rows, positions).
+                row = torch.cat([torch.full((s,), j) for j, s in enumerate(shift)])
+                pos = torch.cat([torch.arange(s) for s in shift])
+                fill = (offset + row * width + pos, which[row], pos)
+                front = 0
+            elif front:
                 # Row i's own group prefix sits in cache slots [0, p_i), the rest of the
                 # front is masked out; right padding needs no mask under causal attention.
                 mask = torch.ones((n, 1, width, front + width), dtype=torch.bool)
-                mask[..., :front] = ours[:, None, None, :front]
+                mask[..., :front] = keep[which][:, None, None, :front]
                 mask[..., front:] = torch.ones((width, width), dtype=torch.bool).tril()
-            self.blocks.append((offset, n, width, which, front, mask))
+            self.blocks.append((offset, n, width, which, front, mask, fill))
             offset += n * width
         self.size = offset
 
@@ -287,11 +308,15 @@ class _Layout:
         return flat[offset:offset + n * width].view(n, width, *flat.shape[1:]).transpose(1, 2)
 
     def _keys(self, b, k, v, past):
-        """Block b's keys and values, each row's cached prefix in front."""
+        """Block b's keys and values, each row's cached prefix in front (written into the
+        padded buffers `k` and `v` for an inline block)."""
         import torch
 
+        _, _, _, which, front, _, fill = self.blocks[b]
+        if fill is not None:
+            slots, src, pos = fill
+            k[slots], v[slots] = past[0][src, :, pos], past[1][src, :, pos]
         kb, vb = self.block(k, b), self.block(v, b)
-        _, _, _, which, front, _ = self.blocks[b]
         if front:
             kb = torch.cat([past[0][which, :, :front], kb], dim=2)
             vb = torch.cat([past[1][which, :, :front], vb], dim=2)
@@ -302,7 +327,7 @@ class _Layout:
         import torch.nn.functional as F
 
         out = q.new_empty(q.shape)  # pad queries' outputs are never gathered
-        for b, (offset, n, width, _, _, mask) in enumerate(self.blocks):
+        for b, (offset, n, width, _, _, mask, _) in enumerate(self.blocks):
             kb, vb = self._keys(b, k, v, past)
             att = F.scaled_dot_product_attention(self.block(q, b), kb, vb, attn_mask=mask, is_causal=mask is None,
                                                  scale=scale, enable_gqa=q.shape[1] != k.shape[1])
@@ -318,7 +343,7 @@ class _Layout:
 
         out = q.new_empty((len(sel), q.shape[1] * q.shape[2]))
         blocks, rows, cols = self.block_of[sel], self.row_of[sel], self.col[sel]
-        for b, (_, n, width, _, front, mask) in enumerate(self.blocks):
+        for b, (_, n, width, _, front, mask, _) in enumerate(self.blocks):
             mine = (blocks == b).nonzero().flatten()
             if not len(mine):
                 continue

@@ -17,6 +17,8 @@ to plain one-request forwards.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 
 class Unsupported(Exception):
     """The fast path cannot reproduce this model's forward; use `ModelForward`."""
@@ -241,6 +243,17 @@ def _attention_groups(rows, keep, waste: float = 0.3, most: int = 2048):
 PREPEND = 8  # a block's cached prefixes go in front of its rows when rows are this many times longer
 
 
+@dataclass
+class _Block:
+    offset: int  # first slot in the layout's buffer
+    n: int  # rows
+    width: int  # slots per row
+    which: object  # the rows' batch indices (tensor)
+    front: int = 0  # cache slots attended in front of the block (masked layout)
+    mask: object = None  # [n, 1, width, front + width] for the masked layout
+    fill: object = None  # inline layout: (flat slots, batch rows, cache positions) of the prefixes
+
+
 class _Layout:
     """Where each packed token sits for attention: every group of rows gets a right-padded
     block [rows, width], blocks end to end in one buffer, so padding and unpadding are one
@@ -265,7 +278,7 @@ class _Layout:
         self.row_of = torch.empty(starts[-1], dtype=torch.long)  # (block, row in block) of each token
         self.block_of = torch.empty(starts[-1], dtype=torch.long)
         self.col = torch.empty(starts[-1], dtype=torch.long)  # key slot of each token in its block row
-        self.blocks = []  # (offset, rows, width, row indices, front, mask, prefix fill)
+        self.blocks: list[_Block] = []
         offset = 0
         for members in groups:
             n, longest = len(members), max(len(rows[i]) for i in members)
@@ -293,7 +306,7 @@ class _Layout:
                 mask = torch.ones((n, 1, width, front + width), dtype=torch.bool)
                 mask[..., :front] = keep[which][:, None, None, :front]
                 mask[..., front:] = torch.ones((width, width), dtype=torch.bool).tril()
-            self.blocks.append((offset, n, width, which, front, mask, fill))
+            self.blocks.append(_Block(offset, n, width, which, front, mask, fill))
             offset += n * width
         self.size = offset
 
@@ -304,22 +317,22 @@ class _Layout:
         return out
 
     def block(self, flat, b: int):
-        offset, n, width = self.blocks[b][:3]
-        return flat[offset:offset + n * width].view(n, width, *flat.shape[1:]).transpose(1, 2)
+        blk = self.blocks[b]
+        return flat[blk.offset:blk.offset + blk.n * blk.width].view(blk.n, blk.width, *flat.shape[1:]).transpose(1, 2)
 
     def _keys(self, b, k, v, past):
         """Block b's keys and values, each row's cached prefix in front (written into the
         padded buffers `k` and `v` for an inline block)."""
         import torch
 
-        _, _, _, which, front, _, fill = self.blocks[b]
-        if fill is not None:
-            slots, src, pos = fill
+        blk = self.blocks[b]
+        if blk.fill is not None:
+            slots, src, pos = blk.fill
             k[slots], v[slots] = past[0][src, :, pos], past[1][src, :, pos]
         kb, vb = self.block(k, b), self.block(v, b)
-        if front:
-            kb = torch.cat([past[0][which, :, :front], kb], dim=2)
-            vb = torch.cat([past[1][which, :, :front], vb], dim=2)
+        if blk.front:
+            kb = torch.cat([past[0][blk.which, :, :blk.front], kb], dim=2)
+            vb = torch.cat([past[1][blk.which, :, :blk.front], vb], dim=2)
         return kb, vb
 
     def attend(self, q, k, v, past, scale):
@@ -327,11 +340,11 @@ class _Layout:
         import torch.nn.functional as F
 
         out = q.new_empty(q.shape)  # pad queries' outputs are never gathered
-        for b, (offset, n, width, _, _, mask, _) in enumerate(self.blocks):
+        for b, blk in enumerate(self.blocks):
             kb, vb = self._keys(b, k, v, past)
-            att = F.scaled_dot_product_attention(self.block(q, b), kb, vb, attn_mask=mask, is_causal=mask is None,
+            att = F.scaled_dot_product_attention(self.block(q, b), kb, vb, attn_mask=blk.mask, is_causal=blk.mask is None,
                                                  scale=scale, enable_gqa=q.shape[1] != k.shape[1])
-            out[offset:offset + n * width].view(n, width, *q.shape[1:]).copy_(att.transpose(1, 2))
+            self.block(out, b).copy_(att)
         return out[self.slot].flatten(1)
 
     def attend_some(self, q, sel, k, v, past, scale):
@@ -343,7 +356,8 @@ class _Layout:
 
         out = q.new_empty((len(sel), q.shape[1] * q.shape[2]))
         blocks, rows, cols = self.block_of[sel], self.row_of[sel], self.col[sel]
-        for b, (_, n, width, _, front, mask, _) in enumerate(self.blocks):
+        for b, blk in enumerate(self.blocks):
+            n, width, front = blk.n, blk.width, blk.front
             mine = (blocks == b).nonzero().flatten()
             if not len(mine):
                 continue
@@ -359,7 +373,7 @@ class _Layout:
             seen = torch.arange(width)[None, :] <= cols[mine][:, None]
             allow[r, 0, rank, front:] = seen
             if front:
-                allow[r, 0, rank, :front] = mask[r, 0, 0, :front]
+                allow[r, 0, rank, :front] = blk.mask[r, 0, 0, :front]
             kb, vb = self._keys(b, k, v, past)
             att = F.scaled_dot_product_attention(qb.transpose(1, 2), kb, vb, attn_mask=allow, scale=scale,
                                                  enable_gqa=q.shape[1] != k.shape[1])

@@ -240,7 +240,7 @@ def _attention_groups(rows, keep, waste: float = 0.3, most: int = 2048):
     return out
 
 
-PREPEND = 8  # a block's cached prefixes go in front of its rows when rows are this many times longer
+INLINE_RATIO = 8  # a block's cached prefixes are laid inline when its rows are this many times longer
 
 
 @dataclass
@@ -284,7 +284,7 @@ class _Layout:
             n, longest = len(members), max(len(rows[i]) for i in members)
             which = torch.tensor(members)
             front = max(fronts[i] for i in members)
-            inline = 0 < front * PREPEND <= longest
+            inline = 0 < front * INLINE_RATIO <= longest
             shift = [fronts[i] if inline else 0 for i in members]
             width = max(s + len(rows[i]) for s, i in zip(shift, members))
             for j, (i, s) in enumerate(zip(members, shift)):

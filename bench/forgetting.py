@@ -23,10 +23,10 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # before lm-eval imports tqdm: no pe
 import torch  # noqa: E402
 
 from harness.assets import asset_path
-from harness.forgetting.backend import HarnessLM
-from harness.forgetting.parity import compare_runs, run_backend
-from harness.forgetting.scorer import build_sequences
-from harness.forgetting.tasks import resolve, task_manager
+from harness.evaluate.forgetting.backend import HarnessLM
+from harness.evaluate.forgetting.parity import compare_runs, run_backend
+from harness.evaluate.forgetting.scorer import build_sequences
+from harness.evaluate.forgetting.tasks import resolve, task_manager
 
 
 class Recording(HarnessLM):

@@ -15,10 +15,10 @@ import time
 
 import torch
 
-from harness import models
-from harness.engine.generate import generate
-from harness.run import encode_prompt
-from harness.suites import load_suite
+from harness.evaluate import models
+from harness.evaluate.engines.generate import generate
+from harness.evaluate.run import encode_prompt
+from harness.evaluate.suites import load_suite
 
 
 def main() -> None:

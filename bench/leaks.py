@@ -80,7 +80,7 @@ def load_candidates(log) -> list[EvalItem]:
         log(f"  {task}: {len(got)}")
         cands += got
     try:
-        from harness.suites import load_suite
+        from harness.evaluate.suites import load_suite
 
         suite = load_suite("squad-qa")
         got = []

@@ -30,7 +30,7 @@ if mode == "two-copies":
         for m in (a, b):
             m(input_ids=torch.tensor([[1, 2, 3]]))
 else:
-    from harness.run import RunConfig, execute
+    from harness.evaluate.run import RunConfig, execute
     cfg = RunConfig(base="smollm2-135m", adapters=[adapter] if mode == "compare" else [], suites=[suite],
                     limit=int(limit), out=Path(out), use_cache=False, force=True)
     execute(cfg, warn=lambda m: None)

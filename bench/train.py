@@ -136,7 +136,7 @@ def main() -> None:
     args = ap.parse_args()
     print("command:", shlex.join([sys.executable, *sys.argv]))
 
-    from harness.models import resolve_base
+    from harness.evaluate.models import resolve_base
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-train-"))
     data = args.data

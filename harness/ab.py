@@ -86,8 +86,8 @@ def seed_summary(meta: dict[str, Any], training: dict[str, dict]) -> list[dict[s
 
 def run_ab(ab: ABConfig, *, policy=None, noise=None, log: Callable[[str], None] = print) -> tuple[dict, int]:
     """Train, leak-check, compare, gate and report; returns (run.json, exit code)."""
-    from harness.run import RunConfig, execute
-    from harness.runlog import update_meta
+    from harness.evaluate.run import RunConfig, execute
+    from harness.log.runlog import update_meta
 
     if not ab.train.exists():
         raise ConfigError(f"--train {ab.train}: no such file", "pass the training data (JSONL/CSV/Parquet)")
@@ -106,12 +106,12 @@ def run_ab(ab: ABConfig, *, policy=None, noise=None, log: Callable[[str], None] 
                                    "summary": summary})
     verdict, code = None, 0
     if policy is not None:
-        from harness.gate import apply_gate, format_verdict
+        from harness.analysis.gate import apply_gate, format_verdict
 
         verdict, code = apply_gate(ab.out, policy, noise)
         for line in format_verdict(verdict):
             log(line)
-    from harness.report import render_report
+    from harness.outputs.report import render_report
 
     log(f"report: {render_report(ab.out, verdict=verdict)}")
     return meta, code

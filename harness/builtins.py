@@ -1,3 +1,3 @@
 """Importing this module registers every built-in plugin."""
 
-import harness.metrics  # noqa: F401
+import harness.evaluate.metrics  # noqa: F401

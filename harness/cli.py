@@ -66,7 +66,7 @@ def _benches(values) -> list[str]:
 
 def _execute(base, adapters, suite, bench, num_fewshot, limit_per_subject, limit, out, batch_size, dtype, seed,
              no_cache, force, allow_pickle, trust_remote_code, trust_code, include_base, judge=True, train=None):
-    from harness.run import RunConfig, execute
+    from harness.evaluate.run import RunConfig, execute
 
     cfg = RunConfig(base=base, adapters=list(adapters or []), suites=list(suite or []), benches=_benches(bench),
                     num_fewshot=num_fewshot, limit_per_subject=limit_per_subject, limit=limit,
@@ -157,9 +157,9 @@ def compare(base: str = typer.Argument(..., help="Base model: folder, .gguf file
     """Evaluate base and adapters in one process (base weights loaded once) and print the deltas."""
     gate_policy = None
     if policy is not None:  # a bad policy fails before minutes of model work
-        from harness.gate import preflight
-        from harness.policy import load_policy
-        from harness.suites import load_suite
+        from harness.analysis.gate import preflight
+        from harness.analysis.policy import load_policy
+        from harness.evaluate.suites import load_suite
 
         gate_policy = load_policy(policy)
         trusted = [Path(p) for p in trust_code or []]
@@ -171,12 +171,12 @@ def compare(base: str = typer.Argument(..., help="Base model: folder, .gguf file
     _print_summary(cfg, meta)
     verdict, code = None, 0
     if gate_policy is not None:
-        from harness.gate import apply_gate, format_verdict
+        from harness.analysis.gate import apply_gate, format_verdict
 
         verdict, code = apply_gate(cfg.out, gate_policy, noise)
         for line in format_verdict(verdict):
             typer.echo(line)
-    from harness.report import render_report  # after the gate: the banner shows its verdict
+    from harness.outputs.report import render_report  # after the gate: the banner shows its verdict
 
     typer.echo(f"report: {render_report(cfg.out, verdict=verdict)}")
     if code:
@@ -189,7 +189,7 @@ def suites_list() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from harness.suites import list_suites
+    from harness.evaluate.suites import list_suites
 
     table = Table()
     for col in ("name", "version", "items", "source", "description"):

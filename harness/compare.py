@@ -1,6 +1,6 @@
 """Per-metric base/adapter/delta rows from a saved run (no torch, no models).
 
-Paired statistics and the gate build on these rows in `harness.stats` / `harness.gate`.
+Paired statistics and the gate build on these rows in `harness.analysis.stats` / `harness.analysis.gate`.
 """
 
 from __future__ import annotations

@@ -181,7 +181,7 @@ def rich_run(out: Path, *, n: int = 60, payloads: bool = False, gate: bool = Tru
     if extra:
         _patch_meta(out, **extra)
     if gate:
-        from harness.gate import apply_gate
+        from harness.analysis.gate import apply_gate
 
         policy = out.parent / f"{out.name}-policy.yaml"
         policy.write_text(POLICY.replace("squad-qa", suite.name) if not payloads else

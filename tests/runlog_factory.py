@@ -64,7 +64,7 @@ class TaskSpec:
 
 def write_run(out: Path, tasks: list[TaskSpec], *, has_effect: dict[str, bool] | None = None,
               metric_info: dict[str, tuple[bool, bool]] | None = None) -> Path:
-    """Writes `out/run.json` and `out/items.jsonl` in the run-log contract of harness.run.
+    """Writes `out/run.json` and `out/items.jsonl` in the run-log contract of harness.evaluate.run.
 
     Args:
         out: Run folder (created).

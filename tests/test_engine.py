@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.engine.generate import generate, generate_batch, plan_batches
+from harness.evaluate.engines.generate import generate, generate_batch, plan_batches
 from harness.types import GenerationParams
 
 TEXTS = ["Hello there", "The capital of France is a city called", "One two three four five six seven eight nine",
@@ -87,7 +87,7 @@ def test_plan_order_seed_shuffles_deterministically():
 
 def test_padded_prefill_fallback_agrees(tiny, monkeypatch):
     """Models with sliding-window caches take the padded path; both paths decode alike."""
-    import harness.engine.generate as g
+    import harness.evaluate.engines.generate as g
 
     model, tok = tiny
     ids = [tok(t)["input_ids"] for t in TEXTS]
@@ -99,7 +99,7 @@ def test_padded_prefill_fallback_agrees(tiny, monkeypatch):
 
 
 def test_shared_prefix_is_found():
-    from harness.engine.generate import _common_prefix
+    from harness.evaluate.engines.generate import _common_prefix
 
     assert _common_prefix([[1, 2, 3, 4], [1, 2, 3, 9, 9], [1, 2, 5]]) == 2
     assert _common_prefix([[1, 2, 3], [1, 2, 3]]) == 2  # each keeps one token to prefill

@@ -8,8 +8,8 @@ import json
 import datasets
 import pytest
 
-from harness.forgetting.parity import compare_runs, run_backend
-from harness.forgetting.tasks import resolve, task_manager
+from harness.evaluate.forgetting.parity import compare_runs, run_backend
+from harness.evaluate.forgetting.tasks import resolve, task_manager
 from tests.test_run import cli, make_suite
 
 SUBJECTS = ["mmlu_anatomy", "mmlu_high_school_physics"]
@@ -62,7 +62,7 @@ def tiny_model(tiny_dir):
 def _parity(model, tok, task_names, shots, limit):
     from lm_eval.models.huggingface import HFLM
 
-    from harness.forgetting.backend import HarnessLM
+    from harness.evaluate.forgetting.backend import HarnessLM
 
     tm = task_manager(True)
     specs = [leaf.config for leaf in resolve(task_names, num_fewshot=shots, offline=True)]
@@ -140,7 +140,7 @@ def test_compare_with_benchmarks_records_items_and_flips(tmp_path, tiny_dir, tin
 
 def test_benchmark_outcome_key_follows_docs_samples_and_shots(monkeypatch):
     """The cached outcome of a model is reused only for the very same docs and settings."""
-    from harness.forgetting.runner import _content_hash
+    from harness.evaluate.forgetting.runner import _content_hash
 
     tm = task_manager(True)
     specs = [leaf.config for leaf in resolve(["mmlu_anatomy"], num_fewshot=0, offline=True)]
@@ -200,7 +200,7 @@ def _mixed_requests(seed: int = 0):
 def test_scorer_shares_prefixes_and_matches_plain_forwards(tiny_model, order_seed):
     """Groups with different prefix lengths share batches (masked cache slots, per-row
     positions); rows with nothing to share ride along; every log-prob matches a plain pass."""
-    from harness.forgetting import scorer
+    from harness.evaluate.forgetting import scorer
 
     model, _ = tiny_model
     requests = _mixed_requests()
@@ -221,7 +221,7 @@ def test_scorer_heads_beyond_a_plain_linear(head):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, Gemma2Config, LlamaConfig
 
-    from harness.forgetting import scorer
+    from harness.evaluate.forgetting import scorer
 
     torch.manual_seed(0)
     if head == "softcap":

@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from harness.forgetting import scorer
-from harness.forgetting.forwards import LlamaForward, ModelForward, forward_for
+from harness.evaluate.forgetting import scorer
+from harness.evaluate.forgetting.forwards import LlamaForward, ModelForward, forward_for
 from tests.test_forgetting import _reference_scores
 
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.comparison import Comparison
+from harness.analysis.comparison import Comparison
 from harness.errors import ConfigError, HarnessError
-from harness.gate import apply_gate, preflight
-from harness.pairing import IncomparableError
-from harness.policy import load_policy
+from harness.analysis.gate import apply_gate, preflight
+from harness.analysis.pairing import IncomparableError
+from harness.analysis.policy import load_policy
 from tests.runlog_factory import (
     TaskSpec,
     bench_task,
@@ -225,7 +225,7 @@ def test_decide_on_clean_uses_only_leak_free_items(tmp_path):
 
 
 def test_corpus_metric_is_bootstrapped_at_corpus_level(tmp_path):
-    from harness.metrics import get_metric
+    from harness.evaluate.metrics import get_metric
 
     refs = [[f"the hotel number {i} is in utrecht and is rated {i % 5} out of 5"] for i in range(80)]
     base_p = [f"hotel {i} in utrecht rated {i % 5}" for i in range(80)]
@@ -338,7 +338,7 @@ def test_example_policy_loads():
 
 
 def _noise_doc(prompt_hash: str | None, drift: float) -> dict:
-    from harness.noise import SCHEMA
+    from harness.analysis.noise import SCHEMA
 
     fp = {"name": "squad-qa", "version": "1"}
     if prompt_hash:
@@ -375,7 +375,7 @@ def test_threshold_below_noise_floor_is_flagged(tmp_path):
 
 
 def _fake_execute(flip_every: int):
-    """Stands in for harness.run.execute: writes a one-model run whose answers depend on batch size."""
+    """Stands in for harness.evaluate.run.execute: writes a one-model run whose answers depend on batch size."""
     seen = []
 
     def execute(cfg, warn=None):
@@ -397,12 +397,13 @@ def _fake_execute(flip_every: int):
 
 
 def test_calibrate_records_drift_and_gate_reads_it(tmp_path, monkeypatch):
-    import harness.run
+    import harness.evaluate.run
 
     execute, seen = _fake_execute(flip_every=10)
-    monkeypatch.setattr(harness.run, "execute", execute)
+    monkeypatch.setattr(harness.evaluate.run, "execute", execute)
     out = tmp_path / "noise.json"
-    from harness.noise import calibrate, load_noise
+    from harness.analysis.noise import load_noise
+    from harness.evaluate.calibrate import calibrate
 
     doc = calibrate("tiny", out=out, suites=["squad-qa"], batch_sizes=(16, 3), limit=40)
     assert [c.batch_size for c in seen] == [16, 3] and all(not c.use_cache for c in seen)
@@ -420,12 +421,12 @@ def test_calibrate_records_drift_and_gate_reads_it(tmp_path, monkeypatch):
 def test_calibrate_with_bench_needs_runconfig_support(tmp_path, monkeypatch):
     import dataclasses
 
-    import harness.run
-    from harness.noise import calibrate
+    import harness.evaluate.run
+    from harness.evaluate.calibrate import calibrate
 
     execute, seen = _fake_execute(flip_every=5)
-    monkeypatch.setattr(harness.run, "execute", execute)
-    has_benches = "benches" in {f.name for f in dataclasses.fields(harness.run.RunConfig)}
+    monkeypatch.setattr(harness.evaluate.run, "execute", execute)
+    has_benches = "benches" in {f.name for f in dataclasses.fields(harness.evaluate.run.RunConfig)}
     if has_benches:
         calibrate("tiny", out=tmp_path / "n.json", suites=["squad-qa"], benches=["mmlu"])
         assert seen[0].benches == ["mmlu"]

@@ -22,12 +22,12 @@ import pytest
 import yaml
 
 from harness.errors import ConfigError
-from harness.judges import JudgeError, judge_enabled, judge_suite, validate_judge
-from harness.judges.agreement import agreement
-from harness.judges.base import Budget, CallStats, ChatRequest, redact
-from harness.judges.parse import parse_pairwise, parse_pointwise
-from harness.judges.spec import JudgeSpec
-from harness.suites import load_suite
+from harness.evaluate.judges import JudgeError, judge_enabled, judge_suite, validate_judge
+from harness.evaluate.judges.agreement import agreement
+from harness.evaluate.judges.base import Budget, CallStats, ChatRequest, redact
+from harness.evaluate.judges.parse import parse_pairwise, parse_pointwise
+from harness.evaluate.judges.spec import JudgeSpec
+from harness.evaluate.suites import load_suite
 
 KEY_ENV = "JUDGE_TEST_KEY"
 KEY = "sk-test-7f3a9c1e5b2d4468"
@@ -385,7 +385,7 @@ def test_overload_503s_are_retried_until_answered(tmp_path):
 
 
 def test_judge_records_writes_scores_details_and_aggregates_into_the_run_log(tmp_path, echo):
-    from harness.judges import judge_records
+    from harness.evaluate.judges import judge_records
 
     suite = make_suite(tmp_path / "glue", judge_block(echo.base_url))
     examples = suite.examples(3)
@@ -593,7 +593,7 @@ def test_agreement_statistics():
 def test_retry_after_is_honoured_and_fatal_statuses_stop_the_pass(monkeypatch):
     import httpx
 
-    from harness.judges.openai_client import OpenAIBackend, backoff_delay, parse_retry_after
+    from harness.evaluate.judges.openai_client import OpenAIBackend, backoff_delay, parse_retry_after
 
     replies = iter([
         httpx.Response(429, headers={"Retry-After": "1.5"}, json={"error": {"message": "slow down"}}),
@@ -670,7 +670,7 @@ def test_llm_katan_serving_smollm2_judges_the_helpfulness_suite(tmp_path, monkey
     """The bundled helpfulness suite's rubric, judged by SmolLM2 served over the OpenAI API."""
     import shutil
 
-    from harness.suites import BUNDLED_DIR
+    from harness.evaluate.suites import BUNDLED_DIR
     from tests.conftest import smollm2_dir
 
     # A copy with shorter judge replies, so CPU decoding stays within a few minutes, and one

@@ -389,7 +389,7 @@ def test_dataset_dict_folder_asks_for_a_split(tmp_path):
 
 def test_suite_items_use_example_ids_and_include_references():
     items = suite_items("data2text")
-    from harness.suites import load_suite
+    from harness.evaluate.suites import load_suite
 
     ex = load_suite("data2text").examples()
     assert [it.item_id for it in items] == [e.id for e in ex]
@@ -520,7 +520,7 @@ def test_robust_z_flags_a_planted_outlier():
 
 
 def test_membership_min_k_on_tiny_model(tiny_dir, tiny_lora, planted_report):
-    from harness import models
+    from harness.evaluate import models
     from harness.leaks.membership import membership
 
     report, _ = planted_report

@@ -9,10 +9,10 @@ import sacrebleu
 
 from harness import registry
 from harness.errors import HarnessError
-from harness.metrics import Metric, get_metric, metric_from_function, register_metric
-from harness.metrics.hf_evaluate import parse_spec
-from harness.metrics.sacrebleu_metrics import reference_streams
-from harness.metrics.squad import normalize_answer
+from harness.evaluate.metrics import Metric, get_metric, metric_from_function, register_metric
+from harness.evaluate.metrics.hf_evaluate import parse_spec
+from harness.evaluate.metrics.sacrebleu_metrics import reference_streams
+from harness.evaluate.metrics.squad import normalize_answer
 
 
 def item(name: str, prediction: str, references: list[str]) -> float:

@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from harness import models
+from harness.evaluate import models
 from harness.errors import ModelError
 from tests.conftest import build_lora, build_tiny_model
 

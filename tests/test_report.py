@@ -16,15 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from harness.comparison import Comparison
-from harness.gate import apply_gate
-from harness.policy import load_policy
-from harness.report import render_report
-from harness.report.diff import word_diff
-from harness.report.html import json_for_script, render_html
-from harness.report.svg import delta_bars
-from harness.report.training import training_panels
-from harness.report.view import build_view
+from harness.analysis.comparison import Comparison
+from harness.analysis.gate import apply_gate
+from harness.analysis.policy import load_policy
+from harness.outputs.report import render_report
+from harness.outputs.report.diff import word_diff
+from harness.outputs.report.html import json_for_script, render_html
+from harness.outputs.report.svg import delta_bars
+from harness.outputs.report.training import training_panels
+from harness.outputs.report.view import build_view
 from tests.report_fixtures import PAYLOADS, POLICY, base_only_run, rich_run, suite_task
 from tests.runlog_factory import write_run
 
@@ -337,7 +337,7 @@ def test_cli_report_does_not_import_torch(rich, tmp_path):
 
 
 def test_long_outputs_are_cut_and_say_so(tmp_path, monkeypatch):
-    import harness.report.examples as examples
+    import harness.outputs.report.examples as examples
 
     monkeypatch.setattr(examples, "TEXT_BUDGET", 1000)  # 1000 chars for 2 x 24 outputs: the 600 floor applies
     task = suite_task(24, judge=False)
@@ -357,7 +357,7 @@ def test_headline_only_view_for_summary_md(rich):
 
 
 def test_tone_respects_the_metric_direction():
-    from harness.report.fmt import tone
+    from harness.outputs.report.fmt import tone
 
     class Row:
         def __init__(self, delta, lo, hi, hib):

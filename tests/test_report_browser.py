@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.comparison import Comparison
-from harness.report import render_report
+from harness.analysis.comparison import Comparison
+from harness.outputs.report import render_report
 from tests.report_fixtures import PAYLOADS, PLANTED, base_only_run, big_run, rich_run
 
 CHROMIUM = os.environ.get("HARNESS_CHROMIUM", "/usr/bin/chromium")

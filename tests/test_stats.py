@@ -10,8 +10,8 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import proportion_confint
 
-from harness.corpus_bootstrap import paired_corpus_stats, sufficient_statistics
-from harness.stats import (
+from harness.analysis.corpus_bootstrap import paired_corpus_stats, sufficient_statistics
+from harness.analysis.stats import (
     bootstrap_indices,
     bootstrap_means,
     holm,
@@ -183,7 +183,7 @@ def _d2t_like(n=60, seed=0):
 
 @pytest.mark.parametrize("name", ["bleu", "chrf"])
 def test_corpus_statistics_reproduce_metric_aggregate(name):
-    from harness.metrics import get_metric
+    from harness.evaluate.metrics import get_metric
 
     metric = get_metric(name)
     refs, base, _ = _d2t_like()
@@ -196,7 +196,7 @@ def test_corpus_statistics_reproduce_metric_aggregate(name):
 
 
 def test_corpus_bootstrap_fast_and_generic_paths():
-    from harness.metrics import get_metric
+    from harness.evaluate.metrics import get_metric
 
     metric = get_metric("bleu")
     refs, base, adapter = _d2t_like()

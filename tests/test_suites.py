@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from harness.errors import AssetError, ConfigError
-from harness.suites import BUNDLED_DIR, Suite, list_suites, load_suite
+from harness.evaluate.suites import BUNDLED_DIR, Suite, list_suites, load_suite
 from harness.types import Example, GenerationParams, Prompt
 
 SQUAD_ROWS = [
@@ -412,7 +412,7 @@ def test_system_needs_chat(tmp_path):
 
 HOOK = """
 from pathlib import Path
-from harness.metrics import register_metric
+from harness.evaluate.metrics import register_metric
 
 Path(__file__).with_name("ran.txt").write_text("hook ran")
 
@@ -453,7 +453,7 @@ def test_python_hook_runs_when_trusted(tmp_path):
     assert suite.render(suite.examples()[0]) == Prompt(text="HOOK: ONE?")
     again = load_suite(folder, trusted_dirs=[folder])  # loading twice does not re-register
     assert again.fingerprint() == suite.fingerprint()
-    from harness.metrics import get_metric
+    from harness.evaluate.metrics import get_metric
     assert get_metric("toy_contains_trusted").name == "toy_contains_trusted"
 
 

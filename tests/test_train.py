@@ -63,7 +63,7 @@ def same_weights(a: Path, b: Path) -> bool:
 
 
 def test_chat_labels_cover_only_the_reply(tok):
-    from harness.run import encode_prompt
+    from harness.evaluate.run import encode_prompt
     from harness.types import Prompt
 
     s = Sample("a", "messages", messages=[{"role": "user", "content": "What is 2 plus 2?"},
@@ -195,7 +195,7 @@ def test_config_yaml_overrides_and_one_line_errors(tmp_path):
 
 def test_same_seed_gives_identical_weights_and_a_complete_record(tmp_path, tiny_dir, chat_file):
     from harness.hashing import sha256_file
-    from harness.models import load_base
+    from harness.evaluate.models import load_base
 
     a = train_adapter(cfg(tiny_dir, chat_file, tmp_path / "a", dropout=0.1), progress=False)
     b = train_adapter(cfg(tiny_dir, chat_file, tmp_path / "b", dropout=0.1), progress=False)
@@ -262,7 +262,7 @@ def test_bf16_autocast_trains_a_float32_adapter(tmp_path, tiny_dir, chat_file):
 
 
 def test_trained_adapter_loads_and_has_effect(tmp_path, tiny_dir, chat_file):
-    from harness.models import load
+    from harness.evaluate.models import load
 
     train_adapter(cfg(tiny_dir, chat_file, tmp_path / "lora"), progress=False)
     bundle = load(str(tiny_dir), [str(tmp_path / "lora")], warn=lambda m: None)
@@ -354,7 +354,7 @@ def test_cli_trains_resumes_and_reports_errors(tmp_path, tiny_dir, chat_file):
 
 
 def test_demo_split_is_disjoint_by_context_and_renders_like_the_suite(tmp_path):
-    from harness.suites import load_suite
+    from harness.evaluate.suites import load_suite
     from harness.train.demo_data import make_demo_split
 
     split = make_demo_split(tmp_path / "demo", n_train=40, n_val=8, n_eval=30)

@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--seeds {seeds!r} is not a comma-separated list of integers", "pass e.g. --seeds 0,1,2") from None
         gate_policy = None
         if policy is not None:
-            from harness.policy import load_policy
+            from harness.analysis.policy import load_policy
 
             gate_policy = load_policy(policy)
         cfg = ABConfig(base=base, train=train, out=out, suites=list(suite or []),

@@ -14,7 +14,7 @@ import typer
 
 
 def _echo_verdict(verdict) -> None:
-    from harness.gate import format_verdict
+    from harness.analysis.gate import format_verdict
 
     for line in format_verdict(verdict):
         typer.echo(line)
@@ -30,7 +30,7 @@ def gate(run_dir: Path = typer.Argument(..., help="Run folder written by `harnes
     Exit codes: 0 pass (or inconclusive allowed by the policy), 1 fail or inconclusive,
     2 error (bad policy, missing run log, base and adapter evaluated on different items).
     """
-    from harness.gate import apply_gate
+    from harness.analysis.gate import apply_gate
 
     verdict, code = apply_gate(run_dir, policy, noise)
     if quiet:
@@ -77,7 +77,7 @@ def calibrate(model: str = typer.Argument(..., help="Base model: folder, .gguf f
 
     `harness gate --noise FILE` then warns about every rule whose threshold is below it.
     """
-    from harness.noise import calibrate as run_calibration
+    from harness.evaluate.calibrate import calibrate as run_calibration
 
     benches = [b.strip() for item in bench or [] for b in item.split(",") if b.strip()]
     doc = run_calibration(model, out=out, suites=list(suite or []), benches=benches, adapter=adapter,

@@ -25,16 +25,16 @@ def check(suite: str = typer.Argument(..., help="Suite name or folder with a `ju
 
     Exit codes: 0 ok, 2 a problem to fix (printed as one line).
     """
-    from harness.config import display_path
+    from harness.evaluate.suite_config import display_path
     from harness.errors import ConfigError
-    from harness.suites import load_suite
+    from harness.evaluate.suites import load_suite
 
-    from harness.judges import validate_judge
+    from harness.evaluate.judges import validate_judge
 
     s = load_suite(suite, trusted_dirs=trust_code or [])
     if s.spec.judge is None:
         raise ConfigError(f"{display_path(s.yaml_path)}: suite '{s.name}' has no judge: block",
-                          "add one (see harness/judges/spec.py)")
+                          "add one (see harness/evaluate/judges/spec.py)")
     result = validate_judge(s, ping=ping, ping_timeout=timeout)
     assert result is not None
     spec = result.spec
@@ -69,7 +69,7 @@ def check(suite: str = typer.Argument(..., help="Suite name or folder with a `ju
 
 def _probe(suite, echo) -> None:
     """One uncached pointwise call on the first item, with its reference as the response."""
-    from harness.judges import judge_suite
+    from harness.evaluate.judges import judge_suite
 
     examples = suite.examples(1)
     if not examples:

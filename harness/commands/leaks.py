@@ -111,7 +111,7 @@ def leaks(train: List[Path] = typer.Option(..., "--train", "-t", help="Training 
 
         report = scan([str(p) for p in train], items, cfg, fields=fields, workers=workers, progress=progress)
     if membership:
-        from harness import models
+        from harness.evaluate import models
         from harness.leaks.membership import membership as min_k
 
         bundle = models.load(model, [adapter], dtype=dtype, allow_pickle=allow_pickle,

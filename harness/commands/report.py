@@ -23,7 +23,7 @@ def report(run_dir: Path = typer.Argument(..., help="Run folder written by `harn
 
     Exit codes: 0 written; 2 error (missing or corrupt run log, incomparable models, bad policy, unwritable --out).
     """
-    from harness.report.html import render_report
+    from harness.outputs.report.html import render_report
 
     typer.echo(str(render_report(run_dir, out, policy)))
 

@@ -183,7 +183,7 @@ class Source:
 
 
 def _where(path: str | os.PathLike) -> str:
-    from harness.config import display_path
+    from harness.evaluate.suite_config import display_path
 
     return str(display_path(Path(path)))
 

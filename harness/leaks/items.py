@@ -122,11 +122,11 @@ def suite_items(suite: Any, limit: int | None = None, trusted_dirs: tuple = ()) 
     """Items of a suite: text = its examples' variable values, then the references.
 
     Args:
-        suite: A `harness.suites.Suite`, or a name/folder for `load_suite`.
+        suite: A `harness.evaluate.suites.Suite`, or a name/folder for `load_suite`.
         limit: First N examples only (as `harness run --limit`).
         trusted_dirs: Passed to `load_suite` for suites with python hooks.
     """
-    from harness.suites import Suite, load_suite
+    from harness.evaluate.suites import Suite, load_suite
 
     if not isinstance(suite, Suite):
         suite = load_suite(suite, trusted_dirs)
@@ -292,7 +292,7 @@ def eval_items(suites: list[str] | None = None, benches: list[str] | str | None 
     Raises:
         ConfigError: nothing asked for, unknown suite or task, negative limit.
     """
-    from harness.suites import load_suite
+    from harness.evaluate.suites import load_suite
 
     tasks = parse_bench_list(benches)
     suites = list(suites or [])

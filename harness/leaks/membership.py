@@ -127,7 +127,7 @@ def membership(bundle: Any, items: Sequence[EvalItem], adapter: str | None = Non
     """Min-K% shift (adapter minus base) for each item, with robust-z outliers flagged.
 
     Args:
-        bundle: A `harness.models.ModelBundle` holding the base and the adapter.
+        bundle: A `harness.evaluate.models.ModelBundle` holding the base and the adapter.
         items: Eval items.
         adapter: Adapter name in the bundle; may be omitted when it holds exactly one.
         k: Min-K% share.

@@ -209,7 +209,7 @@ def load_train_config(path: str | Path | None = None, **overrides: Any) -> Train
     Raises:
         ConfigError: unreadable YAML, unknown setting, bad value (one line).
     """
-    from harness.config import display_path, load_yaml
+    from harness.evaluate.suite_config import display_path, load_yaml
 
     values: dict[str, Any] = {}
     where = "training config"

@@ -93,7 +93,7 @@ class Dataset:
 
 
 def _where(path: Path) -> str:
-    from harness.config import display_path
+    from harness.evaluate.suite_config import display_path
 
     return display_path(path)
 

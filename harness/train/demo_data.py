@@ -148,7 +148,7 @@ def make_demo_split(out_dir: str | Path, n_train: int = N_TRAIN, n_val: int = N_
     Raises:
         AssetError: the `squad` asset is not pulled (`harness assets pull squad`).
     """
-    from harness.suites import load_suite
+    from harness.evaluate.suites import load_suite
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -409,7 +409,7 @@ def train_adapter(cfg: TrainConfig, *, log: Callable[[str], None] | None = None,
     done = _check_out(out, fp, resume, force, log)
 
     # ---- the model
-    from harness.models import load_base
+    from harness.evaluate.models import load_base
 
     model, tok, base_info = load_base(cfg.base)  # type: ignore[arg-type]
     fp["base"] = base_info.sha256

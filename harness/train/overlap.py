@@ -104,7 +104,7 @@ def check_overlap(samples: Sequence[Sample], data_files: Sequence[Path], fields:
     Raises:
         ConfigError: overlap found and not allowed (one line: how many, which ids).
     """
-    from harness.suites import load_suite
+    from harness.evaluate.suites import load_suite
 
     out: dict[str, Any] = {"suites": {}, "allowed": allow}
     problems = []

@@ -1,0 +1,440 @@
+"""The gate: apply a policy's rules to a run's comparison and decide pass / fail / inconclusive.
+
+Decisions use one-sided bounds of the gain (adapter - base, turned so that positive is an
+improvement) at the rule's confidence c, in points:
+
+- `max_drop: m` (non-inferiority): pass when the lower bound >= -m; fail when even the
+  upper bound < -m; otherwise inconclusive (the run cannot tell).
+- `min_gain: g`: pass when the lower bound >= g; fail when the upper bound < g; otherwise
+  inconclusive.
+- `per_subject_max_drop: m`: a subject fails when it dropped by more than m points and its
+  one-sided test (McNemar, or sign-flip for continuous metrics) of "the adapter is worse"
+  is significant at alpha = 1 - c after Holm correction across the task's subjects. The
+  rule fails when any subject fails; it is inconclusive when no subject is large enough to
+  detect an m-point drop even at the first Holm step (alpha / subjects).
+
+Verdict: fail if any rule fails, else inconclusive if any is, else pass. Exit code 1 when
+a rule fails or is inconclusive with `on_inconclusive: fail` (the default); 0 otherwise;
+errors (bad policy, incomparable runs) exit 2 through HarnessError.
+"""
+
+from __future__ import annotations
+
+import difflib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from harness.analysis.comparison import Comparison, DeltaRow, Flag
+from harness.errors import ConfigError
+from harness.analysis.noise import NoiseFloor, load_noise, task_fingerprint
+from harness.analysis.pairing import LEAK_CLEAN, TaskData
+from harness.analysis.policy import Policy, Rule, load_policy
+from harness.analysis.stats import holm
+
+PASS, FAIL, INCONCLUSIVE, SKIPPED = "pass", "fail", "inconclusive", "skipped"
+ARTIFACTS = ("summary.md", "junit.xml", "verdict.json")
+NO_EFFECT_RULE = "adapter-has-effect"
+
+
+@dataclass
+class RuleResult:
+    """The outcome of one rule for one adapter.
+
+    Attributes:
+        name: Test name: the rule's name, with "[adapter]" when the run has several adapters.
+        rule: The policy rule's name.
+        adapter: The adapter judged.
+        kind: "suite" or "bench" ("" for built-in rules).
+        task: Task name ("" for built-in rules).
+        metric: Metric name ("" for built-in rules).
+        check: "max_drop", "min_gain", "per_subject_max_drop" or "has_effect".
+        threshold: The rule's threshold in points (None for built-in rules).
+        confidence: One-sided confidence of the bounds used.
+        subset: "all" or "clean".
+        status: "pass", "fail", "inconclusive" or "skipped".
+        blocking: True when this status makes the gate exit 1.
+        reason: One sentence naming the rule and the numbers.
+        numbers: n, base, score, delta, ci_low, ci_high (gain bounds), p_value, mde, ...
+        subjects: For per-subject rules, the subjects that failed or cannot detect the margin.
+    """
+
+    name: str
+    rule: str
+    adapter: str
+    kind: str
+    task: str
+    metric: str
+    check: str
+    threshold: float | None
+    confidence: float | None
+    subset: str
+    status: str
+    blocking: bool
+    reason: str
+    numbers: dict[str, Any] = field(default_factory=dict)
+    subjects: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Verdict:
+    """The gate's decision, the rules behind it, and the comparison it was computed from.
+
+    Attributes:
+        verdict: "pass", "fail" or "inconclusive".
+        exit_code: 0 or 1 (see module docstring).
+        rules: One result per rule and adapter.
+        flags: Comparison flags plus the gate's own (too_few_items, noise_floor, ...).
+        comparison: The view model the numbers come from.
+        policy: The policy applied.
+        noise_floor: Path of the noise-floor file used, if any.
+    """
+
+    verdict: str
+    exit_code: int
+    rules: list[RuleResult]
+    flags: list[Flag]
+    comparison: Comparison
+    policy: Policy
+    noise_floor: str | None = None
+    elapsed_s: float = 0.0
+
+    def reasons(self) -> list[str]:
+        """One line per rule that did not pass."""
+        return [f"{r.name}: {r.reason}" for r in self.rules if r.status in (FAIL, INCONCLUSIVE)]
+
+    def to_dict(self) -> dict[str, Any]:
+        from harness import __version__
+
+        return {
+            "schema": "harness-verdict/1",
+            "verdict": self.verdict,
+            "exit_code": self.exit_code,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "harness_version": __version__,
+            "run_dir": str(self.comparison.run_dir),
+            "policy": str(self.policy.source) if self.policy.source else None,
+            "noise_floor": self.noise_floor,
+            "base": self.comparison.base,
+            "adapters": self.comparison.adapters,
+            "confidence": self.policy.confidence,
+            "bootstrap": self.policy.bootstrap.model_dump(),  # lets the report reproduce the bounds
+            "rules": [r.to_dict() for r in self.rules],
+            "flags": [f.to_dict() for f in self.flags],
+            "deltas": [r.to_dict() for r in self.comparison.rows],
+        }
+
+
+def _fmt(x: float | None, signed: bool = True) -> str:
+    if x is None:
+        return "n/a"
+    return f"{x:+.2f}" if signed else f"{x:.2f}"
+
+
+def _mde(x: float) -> str:
+    # Beyond 100 points no change of a 0..1 score is detectable; the exact number means nothing.
+    return f"{x:.2f}" if x <= 100 else "more than 100"
+
+
+def _p(p: float | None) -> str:
+    if p is None:
+        return "n/a"
+    return f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
+
+
+def _numbers(row: DeltaRow, lo: float, hi: float, mde: float) -> dict[str, Any]:
+    return {"n": row.n, "base": row.base, "score": row.score, "delta": row.delta, "gain": row.gain,
+            "gain_low": lo, "gain_high": hi, "p_value": row.p_value, "p_worse": row.p_worse, "test": row.test,
+            "mde": mde, "worse": row.worse, "better": row.better}
+
+
+def _resolve(rule: Rule, comparison: Comparison, policy: Policy) -> TaskData | None:
+    """The task a rule selects; raises ConfigError for selections the run cannot satisfy."""
+    src = policy.source or "policy"
+    where = f"{src}: rule '{rule.name}'"
+    matches = [t for t in comparison.tasks() if t.task == rule.task and (rule.kind is None or t.kind == rule.kind)]
+    if len(matches) > 1:
+        raise ConfigError(f"{where}: '{rule.task}' is both a suite and a benchmark in this run",
+                          "add `kind: suite` or `kind: bench` to the rule")
+    if not matches:
+        if rule.optional:
+            return None
+        have = ", ".join(f"{t.kind} {t.task}" for t in comparison.tasks()) or "nothing"
+        flag = "--bench" if rule.kind == "bench" else "--suite/--bench"
+        raise ConfigError(f"{where} selects {rule.kind or 'task'} '{rule.task}', which {comparison.run_dir} "
+                          f"did not evaluate (it has: {have})",
+                          f"evaluate it ({flag} {rule.task}), fix the name, or mark the rule `optional: true`")
+    data = matches[0]
+    if rule.metric not in data.metrics:
+        close = difflib.get_close_matches(rule.metric, data.metrics, n=1)
+        guess = f"did you mean '{close[0]}'? " if close else ""
+        raise ConfigError(f"{where}: {data.kind} '{data.task}' has no metric '{rule.metric}' "
+                          f"(it has: {', '.join(data.metrics)})", f"{guess}set `metric:` to one of those")
+    if rule.check == "per_subject_max_drop" and not data.has_subjects:
+        raise ConfigError(f"{where}: {data.kind} '{data.task}' has no subjects, so per_subject_max_drop cannot apply",
+                          "use max_drop for tasks without subjects")
+    unknown = [a for a in rule.adapters or [] if a not in comparison.adapters]
+    if unknown:
+        raise ConfigError(f"{where} names adapter '{unknown[0]}', which the run does not have "
+                          f"(it has: {', '.join(comparison.adapters)})", "fix `adapters:` or drop it")
+    return data
+
+
+def _subset(rule: Rule, policy: Policy, data: TaskData, adapter: str, flags: list[Flag]) -> str:
+    if policy.decide_on_of(rule) != LEAK_CLEAN:
+        return "all"
+    if data.clean is None:
+        flags.append(Flag("no_leak_labels", "warning",
+                          f"rule '{rule.name}' decides on clean items, but {data.kind} '{data.task}' has no leak "
+                          "labels; it was decided on all items (run the leak check to label items)",
+                          adapter=adapter, task=data.task))
+        return "all"
+    return LEAK_CLEAN
+
+
+def _interval_rule(rule: Rule, row: DeltaRow, c: float) -> tuple[str, str, dict[str, Any]]:
+    lo, hi = row.gain_bounds(c)
+    t = rule.threshold
+    mde = row.mde_at(1.0 - c)
+    nums = _numbers(row, lo, hi, mde)
+    head = (f"{row.metric} on {row.label}: {_fmt(row.delta)} points ({_fmt(row.base, False)} -> "
+            f"{_fmt(row.score, False)}), one-sided {c:.0%} bounds of the gain {_fmt(lo)}..{_fmt(hi)}, "
+            f"n={row.n}, p={_p(row.p_value)} ({row.test})")
+    if rule.check == "max_drop":
+        if lo >= -t:
+            return PASS, f"{head}; lower bound {_fmt(lo)} >= -{t:.2f} (max_drop)", nums
+        if hi < -t:
+            return FAIL, f"{head}; even the upper bound {_fmt(hi)} is below -{t:.2f}: dropped more than max_drop", nums
+        small = f"; with n={row.n} only drops of {_mde(mde)} points are detectable (power 0.8)" if mde > t else ""
+        return INCONCLUSIVE, f"{head}; the bounds straddle -{t:.2f} (max_drop){small}", nums
+    if lo >= t:
+        return PASS, f"{head}; lower bound {_fmt(lo)} >= {_fmt(t)} (min_gain)", nums
+    if hi < t:
+        return FAIL, f"{head}; even the upper bound {_fmt(hi)} is below the required gain {_fmt(t)}", nums
+    return INCONCLUSIVE, f"{head}; the bounds straddle the required gain {_fmt(t)} (min_gain)", nums
+
+
+def _subject_rule(rule: Rule, rows: list[DeltaRow], c: float) -> tuple[str, str, dict[str, Any], list[dict]]:
+    m = rule.threshold
+    alpha = 1.0 - c
+    adjusted = holm([r.p_worse for r in rows])
+    first_step = alpha / max(len(rows), 1)  # the bar the most significant subject must clear
+    failing, small = [], []
+    for r, p in zip(rows, adjusted):
+        mde = r.mde_at(first_step)
+        entry = {"subject": r.subject, "n": r.n, "base": r.base, "score": r.score, "delta": r.delta,
+                 "gain": r.gain, "p_worse": r.p_worse, "p_holm": float(p), "mde": mde}
+        if r.gain < -m and p < alpha:
+            failing.append(entry)
+        elif mde > m:
+            small.append(entry)
+    nums = {"subjects": len(rows), "failing": len(failing), "too_small": len(small), "alpha": alpha,
+            "worst_gain": min((r.gain for r in rows), default=None)}
+    if failing:
+        failing.sort(key=lambda e: e["gain"])
+        listed = ", ".join(f"{e['subject']} {_fmt(e['delta'])} (n={e['n']}, Holm p={_p(e['p_holm'])})"
+                           for e in failing[:5])
+        more = f" and {len(failing) - 5} more" if len(failing) > 5 else ""
+        return FAIL, (f"{len(failing)} of {len(rows)} subjects dropped more than {m:.2f} points, significant after "
+                      f"Holm at alpha {alpha:.2g}: {listed}{more}"), nums, failing + small
+    if rows and len(small) == len(rows):
+        smallest = min(e["mde"] for e in small)
+        return INCONCLUSIVE, (f"none of the {len(rows)} subjects has enough items to detect a {m:.2f}-point drop "
+                              f"after Holm correction (smallest detectable: {_mde(smallest)} points)"), nums, small
+    note = f"; {len(small)} subjects too small to detect a {m:.2f}-point drop" if small else ""
+    worst = min(rows, key=lambda r: r.gain)
+    return PASS, (f"no subject dropped more than {m:.2f} points significantly (Holm over {len(rows)} subjects, "
+                  f"alpha {alpha:.2g}); worst: {worst.subject} {_fmt(worst.delta)}{note}"), nums, small
+
+
+def _noise_flags(rule: Rule, data: TaskData, adapter: str, comparison: Comparison, noise: NoiseFloor) -> list[Flag]:
+    entry = noise.lookup(data.kind, data.task, rule.metric)
+    if entry is None:
+        return []
+    run_fp = task_fingerprint(comparison.meta, data.kind, data.task)
+    if not noise.same_version(entry.fingerprint, run_fp):
+        return [Flag("noise_floor_version", "warning",
+                     f"the noise floor for {data.kind} '{data.task}' in {noise.path} was measured on another prompt or "
+                     "data version; it is not compared with rule thresholds", adapter=adapter, task=data.task)]
+    t = rule.threshold
+    if t < entry.drift_points:
+        return [Flag("noise_floor", "warning",
+                     f"rule '{rule.name}': {rule.check} {t:.2f} points is below the noise floor of {rule.metric} on "
+                     f"{data.task} ({entry.drift_points:.2f} points between two scorings of the same model): noise "
+                     "alone can decide this rule", adapter=adapter, task=data.task)]
+    return []
+
+
+def _no_effect_results(comparison: Comparison, many: bool) -> list[RuleResult]:
+    """The built-in rule of `on_no_effect: fail`: one result per adapter."""
+    no_effect = {f.adapter for f in comparison.flags if f.code == "no_effect"}
+    out = []
+    for adapter in comparison.adapters:
+        bad = adapter in no_effect
+        out.append(RuleResult(
+            name=f"{NO_EFFECT_RULE}[{adapter}]" if many else NO_EFFECT_RULE, rule=NO_EFFECT_RULE, adapter=adapter,
+            kind="", task="", metric="", check="has_effect", threshold=None, confidence=None, subset="all",
+            status=FAIL if bad else PASS, blocking=bad,
+            reason=(f"adapter '{adapter}' has no effect (its logits equal the base's); a no-op adapter would pass "
+                    "every non-inferiority rule" if bad else f"adapter '{adapter}' changes the base model")))
+    return out
+
+
+def _evaluate_rule(rule: Rule, data: TaskData | None, adapter: str, comparison: Comparison, policy: Policy,
+                   noise: NoiseFloor | None, many: bool) -> tuple[RuleResult, list[Flag]]:
+    """One rule for one adapter: its result and the flags it raises."""
+    c = policy.confidence_of(rule)
+    head = dict(name=f"{rule.name}[{adapter}]" if many else rule.name, rule=rule.name, adapter=adapter,
+                check=rule.check, threshold=rule.threshold, confidence=c)
+    if data is None:
+        return RuleResult(**head, kind=rule.kind or "", task=rule.task, metric=rule.metric, subset="all",
+                          status=SKIPPED, blocking=False,
+                          reason=f"skipped: the run did not evaluate '{rule.task}' (optional rule)"), []
+    flags: list[Flag] = []
+    subset = _subset(rule, policy, data, adapter, flags)
+    if noise is not None:
+        flags.extend(_noise_flags(rule, data, adapter, comparison, noise))
+    subjects: list[dict] = []
+    if rule.check == "per_subject_max_drop":
+        rows = comparison.subjects_of(adapter, data.task, rule.metric, kind=data.kind, subset=subset)
+        if not rows:
+            status, reason, nums = INCONCLUSIVE, f"no {subset} items scored for both models", {}
+        else:
+            status, reason, nums, subjects = _subject_rule(rule, rows, c)
+            if nums["too_small"]:
+                flags.append(Flag("too_few_items", "warning",
+                                  f"rule '{rule.name}' [{adapter}]: {nums['too_small']} of {nums['subjects']} subjects "
+                                  f"of {data.task} are too small to detect a {rule.threshold:.2f}-point drop",
+                                  adapter=adapter, task=data.task))
+    else:
+        row = comparison.row(adapter, data.task, rule.metric, kind=data.kind, subset=subset)
+        if row is None:
+            status, nums = INCONCLUSIVE, {}
+            reason = f"{rule.metric} on {data.task}: no {subset} items scored for both models"
+        else:
+            status, reason, nums = _interval_rule(rule, row, c)
+            if rule.check == "max_drop" and nums["mde"] > rule.threshold:
+                # A decided rule only gets a note: its interval already settled it.
+                flags.append(Flag("too_few_items", "warning" if status == INCONCLUSIVE else "info",
+                                  f"rule '{rule.name}' [{adapter}]: n={row.n} is too few for max_drop "
+                                  f"{rule.threshold:.2f}: the minimum detectable effect of {rule.metric} on "
+                                  f"{row.label} is {_mde(nums['mde'])} points (one-sided alpha {1 - c:.2g}, power 0.8)",
+                                  adapter=adapter, task=data.task))
+    blocking = status == FAIL or (status == INCONCLUSIVE and policy.on_inconclusive_of(rule) == "fail")
+    result = RuleResult(**head, kind=data.kind, task=data.task, metric=rule.metric, subset=subset, status=status,
+                        blocking=blocking, reason=reason, numbers=nums, subjects=subjects)
+    return result, flags
+
+
+def evaluate(comparison: Comparison, policy: Policy, noise: NoiseFloor | None = None) -> Verdict:
+    """Applies every rule of `policy` to `comparison`.
+
+    Args:
+        comparison: The run's comparison (built with the policy's confidence and bootstrap).
+        policy: The gate policy.
+        noise: A noise floor to compare thresholds with.
+
+    Returns:
+        The verdict.
+
+    Raises:
+        ConfigError: A rule selects a task, metric, subject set or adapter the run lacks.
+    """
+    started = time.perf_counter()
+    many = len(comparison.adapters) > 1
+    resolved = [(rule, _resolve(rule, comparison, policy)) for rule in policy.rules]  # every error before any work
+    flags = list(comparison.flags)
+    results = _no_effect_results(comparison, many) if policy.on_no_effect == "fail" else []
+    for rule, data in resolved:
+        for adapter in rule.adapters or comparison.adapters:
+            result, raised = _evaluate_rule(rule, data, adapter, comparison, policy, noise, many)
+            results.append(result)
+            flags.extend(raised)
+    statuses = {r.status for r in results}
+    verdict = FAIL if FAIL in statuses else INCONCLUSIVE if INCONCLUSIVE in statuses else PASS
+    exit_code = 1 if any(r.blocking for r in results) else 0
+    return Verdict(verdict=verdict, exit_code=exit_code, rules=results, flags=flags, comparison=comparison,
+                   policy=policy, noise_floor=str(noise.path) if noise else None,
+                   elapsed_s=time.perf_counter() - started)
+
+
+def preflight(policy: Policy, suites: Iterable[str] = (), benches: Iterable[str] = ()) -> None:
+    """Before a run: checks that every required rule selects a task the run will evaluate.
+
+    `harness compare --policy` calls this before loading models, so a policy that names a
+    benchmark the command line forgot fails in a second rather than after the evaluation.
+
+    Args:
+        policy: The loaded policy.
+        suites: Suite names the run will evaluate (resolved names, as in suite.yaml).
+        benches: Benchmark names the run will evaluate.
+
+    Raises:
+        ConfigError: A non-optional rule selects a task outside `suites` and `benches`.
+    """
+    have = {("suite", s) for s in suites} | {("bench", b) for b in benches}
+    for rule in policy.rules:
+        kinds = [rule.kind] if rule.kind else ["suite", "bench"]
+        if rule.optional or any((k, rule.task) in have for k in kinds):
+            continue
+        listed = ", ".join(f"{k} {t}" for k, t in sorted(have)) or "nothing"
+        flag = "--bench" if rule.kind == "bench" else "--suite" if rule.kind == "suite" else "--suite/--bench"
+        raise ConfigError(f"{policy.source or 'policy'}: rule '{rule.name}' selects {rule.kind or 'task'} "
+                          f"'{rule.task}', which this run will not evaluate (it evaluates: {listed})",
+                          f"add {flag} {rule.task}, or mark the rule `optional: true`")
+
+
+def clear_artifacts(run_dir: str | Path) -> None:
+    """Removes old gate artifacts so a failed gate never leaves a stale verdict behind."""
+    for name in ARTIFACTS:
+        (Path(run_dir) / name).unlink(missing_ok=True)
+
+
+def apply_gate(run_dir: str | Path, policy_path: str | Path | Policy, noise: str | Path | None = None, *,
+               write: bool = True) -> tuple[Verdict, int]:
+    """Decides a saved run against a policy and writes summary.md, junit.xml and verdict.json.
+
+    Reads only the run log (no models, no torch). Call it at the end of
+    `harness compare --policy FILE`, or through `harness gate RUN_DIR --policy FILE`.
+
+    Args:
+        run_dir: The --out folder of `harness compare`.
+        policy_path: Policy YAML file (or an already loaded Policy).
+        noise: A `harness calibrate` file; overrides the policy's `noise_floor`.
+        write: Write the three artifacts into `run_dir`.
+
+    Returns:
+        (verdict, exit code): 0 pass (or allowed inconclusive), 1 fail or blocking inconclusive.
+
+    Raises:
+        HarnessError: Exit 2 — invalid policy, missing/corrupt run log, base and adapter
+            evaluated on different items or prompts, or rules the run cannot satisfy.
+    """
+    policy = policy_path if isinstance(policy_path, Policy) else load_policy(policy_path)
+    if write:
+        clear_artifacts(run_dir)
+    noise_path = Path(noise) if noise else policy.noise_floor_path()
+    floor = load_noise(noise_path) if noise_path else None
+    comparison = Comparison.from_run_dir(run_dir, **policy.comparison_settings())
+    verdict = evaluate(comparison, policy, floor)
+    if write:
+        from harness.outputs.ci_files import write_artifacts
+
+        write_artifacts(verdict, run_dir)
+    return verdict, verdict.exit_code
+
+
+def format_verdict(verdict: Verdict) -> list[str]:
+    """Plain-text lines for a terminal: the verdict, each rule, then the flags."""
+    mark = {PASS: "PASS", FAIL: "FAIL", INCONCLUSIVE: "INCONCLUSIVE", SKIPPED: "SKIP"}
+    lines = [f"gate: {verdict.verdict.upper()} (exit {verdict.exit_code})"]
+    for r in verdict.rules:
+        note = "" if r.status != INCONCLUSIVE else (" [blocks]" if r.blocking else " [allowed]")
+        lines.append(f"  {mark[r.status]:<12} {r.name}: {r.reason}{note}")
+    for f in verdict.flags:
+        lines.append(f"  {f.severity}: {f.message}")
+    return lines

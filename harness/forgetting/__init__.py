@@ -1,4 +1,0 @@
-"""Forgetting checks: lm-eval tasks (MMLU, HellaSwag, any task) on base and adapters.
-
-Imports lm-eval lazily: `from harness.forgetting.runner import evaluate_benchmarks`.
-"""

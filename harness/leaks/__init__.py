@@ -7,14 +7,15 @@
     write_leaks("runs/leaks", report)          # leaks.jsonl + leaks.json
     labels = label_map(report)                 # {(task, item_id): "clean" | "suspect" | "contaminated"}
 
-Modules: `io` (streaming readers), `normalize`, `ngrams` (hashed n-grams), `index` (the
+Modules: `fields` (which fields hold the text), `io` (training sources), `tasks` (blocks
+for the workers), `normalize`, `ngrams` (hashed n-grams), `index` (the
 eval-side index and LeakConfig), `overlap` (GPT-3 / PaLM / Llama 2 n-gram rules),
 `minhash` (near-duplicates), `membership` (Min-K% under adapter vs base; imports torch
 only when called), `scan` (orchestration, labels, files), `items` (eval items).
 """
 
+from harness.leaks.fields import FieldMap, parse_field_specs
 from harness.leaks.index import EvalIndex, LeakConfig, build_index
-from harness.leaks.io import FieldMap, parse_field_specs
 from harness.leaks.items import (BENCH_TASKS, EvalItem, bench_items, eval_items, is_bench_task, parse_bench_list,
                                  suite_items)
 from harness.leaks.scan import (LABEL_RULE, LABELS, LeakReport, Partial, add_membership, finish, label_map, label_of,

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from harness.errors import ConfigError
+from harness.suggest import unknown_name_message
 
 BENCH_TASKS = ("mmlu", "hellaswag", "arc_easy", "arc_challenge")  # and mmlu_<subject>
 
@@ -154,7 +155,7 @@ def _join_with_spans(context: list[str], answers: list[str], sep: str = "\n") ->
 
 def _read_arrow_folder(folder: Path) -> list[dict]:
     """Rows of a `datasets.save_to_disk` split folder, read with pyarrow only."""
-    from harness.leaks.io import arrow_folder_files, iter_arrow_batches
+    from harness.io import arrow_folder_files, iter_arrow_batches
 
     rows: list[dict] = []
     for f in arrow_folder_files(folder):
@@ -235,8 +236,6 @@ def bench_items(task: str, limit: int | None = None) -> list[EvalItem]:
         AssetError: the benchmark's asset is not pulled.
     """
     from harness.assets import asset_path
-    from harness.registry import unknown_name_message
-
     if limit is not None and limit < 0:
         raise ConfigError(f"limit must be >= 0, got {limit}", "pass a non-negative limit")
     if task == "mmlu":
@@ -260,8 +259,6 @@ def bench_items(task: str, limit: int | None = None) -> list[EvalItem]:
 
 def parse_bench_list(spec: str | list[str] | None) -> list[str]:
     """'mmlu,hellaswag' (or repeated options) -> validated task names, in order, no repeats."""
-    from harness.registry import unknown_name_message
-
     if not spec:
         return []
     parts = [spec] if isinstance(spec, str) else list(spec)

@@ -41,9 +41,11 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from harness.errors import HarnessError
+from harness.hashing import sha256_files
+from harness.leaks.fields import FieldMap
 from harness.leaks.index import EvalIndex, LeakConfig, build_index
-from harness.leaks.io import BadRecord, FieldMap, Source, Task, line_of_offset, open_source, plan_tasks, read_task, \
-    sha256_files
+from harness.leaks.io import Source, open_source
+from harness.leaks.tasks import BadRecord, Task, line_of_offset, plan_tasks, read_task
 from harness.leaks.items import EvalItem
 from harness.leaks.minhash import find_segments, match_segments
 from harness.leaks.ngrams import token_stream

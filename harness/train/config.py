@@ -22,13 +22,14 @@ data are replaced by their content hashes when the fingerprint is taken (see
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import ConfigError
+from harness.spec_errors import spec_error
+from harness.suggest import close_match
 
 DTYPE_ALIASES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16"}
 FIELD_ROLES = ("id", "prompt", "completion", "messages", "text")
@@ -138,8 +139,8 @@ class TrainConfig(BaseModel):
     def _roles(cls, value: dict[str, str]) -> dict[str, str]:
         for role in value:
             if role not in FIELD_ROLES:
-                close = difflib.get_close_matches(role, FIELD_ROLES, n=1, cutoff=0.6)
-                guess = f" (did you mean '{close[0]}'?)" if close else ""
+                close = close_match(role, FIELD_ROLES)
+                guess = f" (did you mean '{close}'?)" if close else ""
                 raise ValueError(f"unknown field role '{role}'{guess}; roles: {', '.join(FIELD_ROLES)}")
         return value
 
@@ -171,33 +172,13 @@ class TrainConfig(BaseModel):
                 raise ConfigError(f"training needs `{name}`", f"pass {flag} or set `{name}:` in the config file")
 
 
-def _format_error(exc: ValidationError, where: str) -> ConfigError:
-    """First pydantic error as one line: `where: field: problem`, with a fix."""
-    errors = exc.errors(include_url=False)
-    err = errors[0]
-    loc = [str(p) for p in err.get("loc", ())]
-    field = ".".join(loc)
-    kind = err.get("type", "")
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    if kind == "extra_forbidden":
-        key = loc[-1]
-        close = difflib.get_close_matches(key, list(TrainConfig.model_fields), n=1, cutoff=0.6)
-        guess = f"did you mean '{close[0]}'? " if close else ""
-        return ConfigError(f"{where}: unknown setting '{key}'{more}",
-                           f"{guess}settings: {', '.join(TrainConfig.model_fields)}")
-    msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-    got = err.get("input")
-    got_text = "" if kind == "value_error" or isinstance(got, dict) else f" (got {got!r})"
-    prefix = f"{where}: {field}: " if field else f"{where}: "
-    return ConfigError(f"{prefix}{msg}{got_text}{more}", "see the settings in harness/train/config.py or `harness train --help`")
-
-
 def make_config(where: str = "training config", **values: Any) -> TrainConfig:
     """Build a TrainConfig from keyword values; validation errors become one-line ConfigErrors."""
     try:
         return TrainConfig(**values)
     except ValidationError as exc:
-        raise _format_error(exc, where) from None
+        raise spec_error(exc, where, TrainConfig, key_word="setting",
+                         docs="the settings in harness/train/config.py or `harness train --help`") from None
 
 
 def load_train_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
@@ -209,7 +190,8 @@ def load_train_config(path: str | Path | None = None, **overrides: Any) -> Train
     Raises:
         ConfigError: unreadable YAML, unknown setting, bad value (one line).
     """
-    from harness.evaluate.suite_config import display_path, load_yaml
+    from harness.evaluate.suite_config import load_yaml
+    from harness.io import display_path
 
     values: dict[str, Any] = {}
     where = "training config"

@@ -1,6 +1,6 @@
 """Training records: read a file, work out its form, turn every row into a `Sample`.
 
-Files: `.jsonl`, `.jsonl.gz`, `.json` (a list of records), `.csv`, `.parquet`.
+Files: `.jsonl`, `.jsonl.gz`, `.json` (a list of records), `.csv`, `.parquet` (read by `harness.io`).
 
 Forms (detected from the first record's column names unless mapped with `fields`):
 
@@ -13,22 +13,21 @@ Forms (detected from the first record's column names unless mapped with `fields`
 * text: `text`, trained on every token (plain language modelling).
 
 An `id` column, when present or mapped, names rows in error messages and overlap reports;
-otherwise rows are named `line N` (JSONL), `row N` (CSV/Parquet) or `item N` (JSON).
+otherwise rows are named as `harness.io.read_records` labels them: `line N` (JSONL, CSV),
+`row N` (Parquet) or `item N` (JSON).
 Every problem is one line naming the file and row: a missing column gets a did-you-mean.
 """
 
 from __future__ import annotations
 
-import csv
 import difflib
-import gzip
-import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 from harness.errors import ConfigError
+from harness.io import display_path, read_records, record_format
 
 FORMS = ("messages", "prompt/completion", "text")
 # Auto-detection aliases, tried in order against the first record's columns.
@@ -92,77 +91,17 @@ class Dataset:
     fields: dict[str, str]
 
 
-def _where(path: Path) -> str:
-    from harness.evaluate.suite_config import display_path
-
-    return display_path(path)
-
-
-def file_format(path: Path) -> str:
-    """jsonl, jsonl.gz, json, csv or parquet, from the file name."""
-    name = path.name.lower()
-    for fmt in ("jsonl.gz", "jsonl", "json", "csv", "parquet"):
-        if name.endswith("." + fmt):
-            return fmt
-    raise ConfigError(f"{_where(path)}: cannot tell the data format from the file name",
-                      "use a .jsonl, .jsonl.gz, .json, .csv or .parquet file")
-
-
 def iter_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """Yield (position, record) for every record of a file; positions name rows in errors."""
     path = Path(path)
-    where = _where(path)
-    fmt = file_format(path)
+    where = display_path(path)
+    if record_format(path) is None:
+        raise ConfigError(f"{where}: cannot tell the data format from the file name",
+                          "use a .jsonl, .jsonl.gz, .json, .csv or .parquet file")
     if not path.is_file():
         raise ConfigError(f"{where}: no such file" if not path.exists() else f"{where}: not a file",
                           "check the --data / val_data path")
-    try:
-        if fmt in ("jsonl", "jsonl.gz"):
-            opener = gzip.open if fmt == "jsonl.gz" else open
-            with opener(path, "rt", encoding="utf-8") as fh:
-                for n, line in enumerate(fh, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        rec = json.loads(line)
-                    except ValueError as exc:
-                        raise ConfigError(f"{where}:{n}: invalid JSON: {exc}", "fix or regenerate that line") from None
-                    if not isinstance(rec, dict):
-                        raise ConfigError(f"{where}:{n}: a record must be a JSON object, got {type(rec).__name__}",
-                                          "write one {...} object per line")
-                    yield f"line {n}", rec
-        elif fmt == "json":
-            try:
-                doc = json.loads(path.read_text(encoding="utf-8"))
-            except ValueError as exc:
-                raise ConfigError(f"{where}: invalid JSON: {exc}", "fix or regenerate the file") from None
-            if not isinstance(doc, list):
-                raise ConfigError(f"{where}: a .json data file must hold a list of records, got {type(doc).__name__}",
-                                  "write a JSON list of objects, or use .jsonl")
-            for i, rec in enumerate(doc):
-                if not isinstance(rec, dict):
-                    raise ConfigError(f"{where}: item {i}: a record must be an object", "write a list of {...} objects")
-                yield f"item {i}", rec
-        elif fmt == "csv":
-            reader = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig"), newline=""))
-            for i, row in enumerate(reader, 1):
-                yield f"row {i}", dict(row)
-        else:
-            try:
-                import pyarrow.parquet as pq
-            except ImportError:
-                raise ConfigError(f"{where}: reading Parquet needs pyarrow", "pip install pyarrow, or convert to JSONL") from None
-            table = pq.read_table(path)
-            for i, rec in enumerate(table.to_pylist(), 1):
-                yield f"row {i}", rec
-    except ConfigError:
-        raise
-    except (OSError, UnicodeDecodeError, EOFError, csv.Error) as exc:
-        raise ConfigError(f"{where}: cannot read data: {type(exc).__name__}: {exc}", "check the file and its format") from None
-    except Exception as exc:  # pyarrow raises its own error types for corrupt files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise ConfigError(f"{where}: cannot read data: {type(exc).__name__}: {first}",
-                          "check the file and its format") from None
+    yield from read_records(path, objects=True)
 
 
 def resolve_fields(columns: list[str], mapping: dict[str, str], where: str) -> tuple[str, dict[str, str]]:
@@ -265,7 +204,7 @@ def load_dataset(path: str | Path, fields: dict[str, str] | None = None) -> Data
         ConfigError: unreadable file, empty file, missing field, wrong value type (one line).
     """
     path = Path(path)
-    where = _where(path)
+    where = display_path(path)
     records = iter_records(path)
     first = next(records, None)
     if first is None:

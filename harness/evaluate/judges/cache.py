@@ -23,7 +23,7 @@ CACHE_VERSION = 1  # bump when what a cached reply means changes
 
 def default_path() -> Path:
     """`$HARNESS_HOME/cache/judge.sqlite`."""
-    from harness.assets import home
+    from harness.home import home
 
     return home() / "cache" / "judge.sqlite"
 

@@ -46,6 +46,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import ConfigError
+from harness.spec_errors import spec_error
 
 ENV_BASE_URL = "HARNESS_JUDGE_BASE_URL"
 ENV_MODEL = "HARNESS_JUDGE_MODEL"
@@ -233,18 +234,11 @@ def parse_judge_spec(raw: Any, where: str, environ: dict[str, str] | None = None
     Raises:
         ConfigError: one line naming the file and the `judge.` field, with a fix.
     """
-    from harness.evaluate.suite_config import validation_to_config_error
-
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: judge: must be a mapping, got {type(raw).__name__}",
                           "see the judge format in harness/evaluate/judges/spec.py")
     try:
         return JudgeSpec.model_validate(apply_env_overrides(raw, environ))
     except ValidationError as exc:
-        err = validation_to_config_error(exc, f"{where}: judge", JudgeSpec)
-        hint = (err.hint or "").replace("the suite format in harness/evaluate/suite_config.py",
-                                        "the judge format in harness/evaluate/judges/spec.py")
-        message = err.message
-        if exc.errors()[0].get("loc"):  # "file: judge: criteria[0]: ..." -> "file: judge.criteria[0]: ..."
-            message = message.replace(f"{where}: judge: ", f"{where}: judge.", 1)
-        raise ConfigError(message, hint or None) from None
+        raise spec_error(exc, where, JudgeSpec, docs="the judge format in harness/evaluate/judges/spec.py",
+                         prefix="judge") from None

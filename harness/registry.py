@@ -1,32 +1,48 @@
-"""One typed registry for plugins: metrics, suites, judges, backends.
+"""Plugin registries: one typed `Registry` per kind, and the plugin loader.
 
-Built-in plugins register themselves with decorators when `harness.builtins` is imported;
-third-party packages plug in through the `harness` entry-point group, whose modules are
-imported once on first lookup. `HARNESS_PLUGINS=builtin` (comma list) restricts which
-entry points load, so a broken plugin can be switched off without uninstalling it.
+Each kind keeps its registry next to its own types and has its own decorator:
+
+    harness.evaluate.metrics.base.METRICS          Registry[Metric]          @register_metric(NAME)
+    harness.evaluate.judges.base.JUDGE_BACKENDS    Registry[type[JudgeBackend]]  @register_judge(NAME)
+
+Built-in plugins are an ordinary plugin, `harness.builtins`, reached like any third-party
+package through the `harness` entry-point group; every lookup imports the group's modules
+once. `HARNESS_PLUGINS=name,...` restricts which third-party entry points load (the
+built-ins always do), so a broken plugin can be switched off without uninstalling it.
 """
 
 from __future__ import annotations
 
-import difflib
+import importlib
 import os
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from typing import Generic, Iterator, TypeVar
 
 from harness.errors import HarnessError
+from harness.suggest import unknown_name_message
 
 T = TypeVar("T")
 
-KINDS = ("metric", "suite", "judge", "backend")
+ENTRY_POINT_GROUP = "harness"
+BUILTIN_PLUGINS = "harness.builtins"  # by name: the registry does not depend on what it holds
 
 
 class Registry(Generic[T]):
-    """Name -> object for one plugin kind, with did-you-mean on unknown names."""
+    """Name -> object for one plugin kind, with did-you-mean on unknown names.
+
+    Args:
+        kind: What the names are, for messages ("metric", "judge backend").
+    """
 
     def __init__(self, kind: str):
         self.kind = kind
         self._items: dict[str, T] = {}
 
     def add(self, name: str, obj: T, *, replace: bool = False) -> T:
+        """Register `obj` under `name`.
+
+        Raises:
+            HarnessError: the name is taken by another object and `replace` is False.
+        """
         if name in self._items and not replace and self._items[name] is not obj:
             raise HarnessError(
                 f"{self.kind} '{name}' is registered twice",
@@ -36,9 +52,15 @@ class Registry(Generic[T]):
         return obj
 
     def remove(self, name: str) -> None:
+        """Forget `name` (tests register and unregister fakes)."""
         self._items.pop(name, None)
 
     def get(self, name: str) -> T:
+        """The object registered as `name`.
+
+        Raises:
+            HarnessError: unknown name, with a did-you-mean and the available names.
+        """
         load_plugins()
         try:
             return self._items[name]
@@ -46,6 +68,7 @@ class Registry(Generic[T]):
             raise HarnessError(unknown_name_message(self.kind, name, self._items)) from None
 
     def names(self) -> list[str]:
+        """Registered names, sorted."""
         load_plugins()
         return sorted(self._items)
 
@@ -57,51 +80,27 @@ class Registry(Generic[T]):
         return iter(self.names())
 
 
-def unknown_name_message(kind: str, name: str, known) -> str:
-    """'unknown metric 'f11'; did you mean 'f1'? available: ...'."""
-    known = sorted(known)
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    guess = f"; did you mean '{close[0]}'?" if close else ""
-    return f"unknown {kind} '{name}'{guess} available: {', '.join(known) or 'none'}"
-
-
-REGISTRIES: dict[str, Registry[Any]] = {k: Registry(k) for k in KINDS}
-metrics: Registry[Any] = REGISTRIES["metric"]
-suites: Registry[Any] = REGISTRIES["suite"]
-judges: Registry[Any] = REGISTRIES["judge"]
-backends: Registry[Any] = REGISTRIES["backend"]
-
-
-def register(kind: str, name: str, **attrs: Any) -> Callable[[T], T]:
-    """Decorator: `@register("judge", "openai")` puts the object in that kind's registry."""
-    if kind not in REGISTRIES:
-        raise HarnessError(unknown_name_message("plugin kind", kind, REGISTRIES))
-
-    def deco(obj: T) -> T:
-        for key, value in attrs.items():
-            setattr(obj, key, value)
-        return REGISTRIES[kind].add(name, obj)
-
-    return deco
-
-
 _loaded = False
 
 
 def load_plugins() -> None:
-    """Import built-ins and entry-point plugins once."""
+    """Import the built-in plugins and the entry-point plugins, once per process.
+
+    Raises:
+        HarnessError: a third-party plugin fails to import (names it and how to switch it off).
+    """
     global _loaded
     if _loaded:
         return
     _loaded = True
     from importlib.metadata import entry_points
 
-    import harness.builtins  # noqa: F401  registers the built-in plugins
-
+    # Imported by name even when harness is not installed (no entry-point metadata).
+    importlib.import_module(BUILTIN_PLUGINS)
     allowed = os.environ.get("HARNESS_PLUGINS")
     allow = {a.strip() for a in allowed.split(",")} if allowed else None
-    for ep in entry_points(group="harness"):
-        if ep.value == "harness.builtins" or (allow is not None and ep.name not in allow):
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.value == BUILTIN_PLUGINS or (allow is not None and ep.name not in allow):
             continue
         try:
             ep.load()

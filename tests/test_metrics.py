@@ -7,9 +7,8 @@ import textwrap
 import pytest
 import sacrebleu
 
-from harness import registry
 from harness.errors import HarnessError
-from harness.evaluate.metrics import Metric, get_metric, metric_from_function, register_metric
+from harness.evaluate.metrics import METRICS, Metric, get_metric, metric_from_function, register_metric
 from harness.evaluate.metrics.hf_evaluate import parse_spec
 from harness.evaluate.metrics.sacrebleu_metrics import reference_streams
 from harness.evaluate.metrics.squad import normalize_answer
@@ -195,7 +194,7 @@ def test_register_plain_function_metric():
         with pytest.raises(HarnessError, match="registered twice"):
             register_metric(name)(lambda p, r: 0.0)
     finally:
-        registry.metrics.remove(name)
+        METRICS.remove(name)
 
 
 def test_metric_from_function_and_lower_is_better():

@@ -9,22 +9,14 @@
         result.scores["lora"]["judge:faithfulness"]    # 0..1 per item, None = unscored
         result.stats                                   # requests, retries, unscored, agreement ...
 
-Backends are plugins registered as `register("judge", NAME)`: `openai` (any OpenAI-compatible
+Backends are plugins registered with `register_judge(NAME)` (judges.base): `openai` (any OpenAI-compatible
 chat-completions server) and `local` (a transformers folder or asset run in-process).
 Importing this package does not import torch or open network connections.
 """
 
 from harness.evaluate.judges.base import JudgeError, redact
-from harness.evaluate.judges.run import (
-    JudgeCheck,
-    JudgeResult,
-    judge_enabled,
-    judge_fingerprint,
-    judge_records,
-    judge_suite,
-    resolve_spec,
-    validate_judge,
-)
+from harness.evaluate.judges.check import JudgeCheck, judge_enabled, judge_fingerprint, resolve_spec, validate_judge
+from harness.evaluate.judges.run import JudgeResult, judge_records, judge_suite
 from harness.evaluate.judges.spec import JudgeSpec, parse_judge_spec
 
 __all__ = [

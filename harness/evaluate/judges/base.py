@@ -1,7 +1,7 @@
 """What every judge backend shares: requests, replies, counters, the budget, key redaction.
 
-A backend plugin (`@register("judge", NAME)`) is a class built as
-`cls(spec, stats, budget, log)` with
+A backend plugin (`@register_judge(NAME)`, kept in `JUDGE_BACKENDS`) is a class built as
+`cls(spec, stats, budget, log)` (the `JudgeBackend` protocol) with
 
     identity() -> dict           who answers (part of every cache key; never the API key)
     params() -> dict             decoding parameters (part of every cache key)
@@ -18,9 +18,10 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Protocol, Sequence, TypeVar
 
 from harness.errors import ConfigError, HarnessError
+from harness.registry import Registry
 
 REDACTED = "***"
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
@@ -190,3 +191,36 @@ class Budget:
 
 
 Log = Callable[[str], None]
+
+
+class JudgeBackend(Protocol):
+    """What `judge_suite` needs from a backend (see the module docstring)."""
+
+    def identity(self) -> dict[str, Any]: ...
+
+    def params(self) -> dict[str, Any]: ...
+
+    def complete_many(self, requests: Sequence[ChatRequest],
+                      on_done: Callable[[ChatRequest, Completion], None]) -> None: ...
+
+    def ping(self, timeout: float) -> PingResult: ...
+
+    def close(self) -> None: ...
+
+
+JUDGE_BACKENDS: Registry[type[JudgeBackend]] = Registry("judge backend")
+B = TypeVar("B", bound=type)
+
+
+def register_judge(name: str) -> Callable[[B], B]:
+    """Class decorator: `@register_judge("openai")` makes a backend available as `judge.backend: openai`.
+
+    Raises:
+        HarnessError: the name is taken.
+    """
+
+    def deco(cls: B) -> B:
+        JUDGE_BACKENDS.add(name, cls)
+        return cls
+
+    return deco

@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 
 from harness.errors import ConfigError, HarnessError
 from harness.evaluate.judges.base import (
+    register_judge,
     Budget,
     BudgetExhausted,
     CallStats,
@@ -23,10 +24,9 @@ from harness.evaluate.judges.base import (
     redact,
 )
 from harness.evaluate.judges.spec import JudgeSpec
-from harness.registry import register
 
 
-@register("judge", "local")
+@register_judge("local")
 class LocalBackend:
     """Greedy generation with a local causal LM as the judge."""
 

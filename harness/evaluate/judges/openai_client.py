@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from harness.errors import ConfigError
 from harness.evaluate.judges.base import (
+    register_judge,
     Budget,
     BudgetExhausted,
     CallStats,
@@ -36,7 +37,6 @@ from harness.evaluate.judges.base import (
     register_secret,
 )
 from harness.evaluate.judges.spec import ENV_API_KEY_ENV, ENV_BASE_URL, JudgeSpec
-from harness.registry import register
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 FATAL_STATUS = frozenset({401, 403, 404})
@@ -90,7 +90,7 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | No
     return window * (0.5 + 0.5 * r)
 
 
-@register("judge", "openai")
+@register_judge("openai")
 class OpenAIBackend:
     """Chat completions against `base_url` (an OpenAI-style /v1 root)."""
 

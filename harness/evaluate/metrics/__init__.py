@@ -1,6 +1,6 @@
 """Metrics: scoring predictions against references, all on a 0..1 scale.
 
-Importing this package registers the built-ins in `harness.registry.metrics`:
+Importing this package registers the built-ins in `METRICS` (harness.evaluate.metrics.base):
 exact_match, f1, rouge1, rouge2, rougeL, bleu, chrf. `get_metric("evaluate:NAME[:KEY]")`
 builds a metric from a HuggingFace `evaluate` module on demand. Plugins add their own with
 `register_metric`.
@@ -8,15 +8,16 @@ builds a metric from a HuggingFace `evaluate` module on demand. Plugins add thei
 
 from __future__ import annotations
 
-from harness import registry
 from harness.errors import HarnessError
 from harness.evaluate.metrics import rouge, sacrebleu_metrics, squad  # noqa: F401  registers built-ins
-from harness.evaluate.metrics.base import FunctionMetric, Metric, metric_from_function, register_metric
+from harness.evaluate.metrics.base import METRICS, FunctionMetric, Metric, metric_from_function, register_metric
 from harness.evaluate.metrics.hf_evaluate import PREFIX as EVALUATE_PREFIX
 from harness.evaluate.metrics.hf_evaluate import EvaluateMetric
+from harness.suggest import unknown_name_message
 
 __all__ = [
     "EvaluateMetric",
+    "METRICS",
     "FunctionMetric",
     "Metric",
     "evaluate_metric",
@@ -53,7 +54,7 @@ def evaluate_metric(spec: str, *, higher_is_better: bool = True) -> EvaluateMetr
 
 def metric_names() -> list[str]:
     """Registered metric names plus the "evaluate:<name-or-path>" form, for listings."""
-    return registry.metrics.names() + [EVALUATE_PREFIX + "<name-or-path>[:key]"]
+    return METRICS.names() + [EVALUATE_PREFIX + "<name-or-path>[:key]"]
 
 
 def get_metric(name: str) -> Metric:
@@ -69,11 +70,11 @@ def get_metric(name: str) -> Metric:
         HarnessError: For unknown names (with a did-you-mean suggestion) or an
             `evaluate:` module that cannot be loaded.
     """
-    if name in registry.metrics:
-        return registry.metrics.get(name)
+    if name in METRICS:
+        return METRICS.get(name)
     if name.startswith(EVALUATE_PREFIX):
         return evaluate_metric(name)
     raise HarnessError(
-        registry.unknown_name_message("metric", name, metric_names()),
+        unknown_name_message("metric", name, metric_names()),
         "use one of the names listed, or register your own with harness.evaluate.metrics.register_metric",
     )

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Callable, Sequence, TypeVar
 
-from harness import registry
 from harness.errors import HarnessError
+from harness.registry import Registry
 
 ItemFn = Callable[[str, list], float]
 T = TypeVar("T")
@@ -100,6 +100,9 @@ class FunctionMetric(Metric):
         return float(self.fn(prediction, references))
 
 
+METRICS: Registry[Metric] = Registry("metric")
+
+
 def metric_from_function(
     fn: ItemFn, name: str | None = None, *, higher_is_better: bool = True
 ) -> Metric:
@@ -124,7 +127,7 @@ def register_metric(
     corpus_level: bool | None = None,
     replace: bool = False,
 ) -> Callable[[T], T]:
-    """Decorator that registers a metric under `name` in `harness.registry.metrics`.
+    """Decorator that registers a metric under `name` in `METRICS`.
 
     Accepts a Metric subclass (instantiated with no arguments), a Metric instance, or a
     plain `(prediction, references) -> float` function. The decorated object is returned
@@ -161,7 +164,7 @@ def register_metric(
                     "subclass harness.evaluate.metrics.Metric and override aggregate()",
                 )
             metric.corpus_level = corpus_level
-        registry.metrics.add(name, metric, replace=replace)
+        METRICS.add(name, metric, replace=replace)
         return obj
 
     return deco

@@ -121,6 +121,12 @@ def resolve_path(record: Any, dotted: str) -> Any:
     return current
 
 
+def lookup(record: Any, dotted: str) -> Any:
+    """Like `resolve_path`, with None for an absent value."""
+    value = resolve_path(record, dotted)
+    return None if value is _MISSING else value
+
+
 def _as_references(value: Any) -> tuple[str, ...] | None:
     if isinstance(value, str):
         return (value,)

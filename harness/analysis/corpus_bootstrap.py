@@ -9,8 +9,8 @@ Fast path: a metric whose corpus score is a function of summed per-item statisti
 (sacrebleu's n-gram counts) has those statistics extracted once; a resample is then a
 matrix product `counts @ stats` and one call of the scorer on the sums. A metric that
 exposes `corpus_statistics(predictions, references) -> array (n, k)` and
-`score_from_statistics(sums) -> float` uses that hook; harness's sacrebleu metrics are
-recognised through their sacrebleu scorer. Any other corpus metric falls back to calling
+`score_from_statistics(sums) -> float` uses that hook (harness's BLEU and chrF do, from
+sacrebleu's n-gram counts). Any other corpus metric falls back to calling
 `Metric.aggregate` on every resample.
 
 Resample counts: the fast path uses the caller's bootstrap resamples (default 2,000) but at
@@ -65,27 +65,10 @@ def sufficient_statistics(metric: Any, predictions: Sequence[str],
         The statistics, or None when the metric offers no such decomposition.
     """
     hook = getattr(metric, "corpus_statistics", None)
-    if callable(hook) and callable(getattr(metric, "score_from_statistics", None)):
-        stats = np.asarray(hook(list(predictions), [list(r) for r in references]), dtype=float)
-        return CorpusStatistics(stats, lambda sums: float(metric.score_from_statistics(sums)))
-    factory = getattr(metric, "_corpus_metric", None)
-    if not callable(factory):
+    if not (callable(hook) and callable(getattr(metric, "score_from_statistics", None))):
         return None
-    scorer = factory()
-    # sacrebleu documents these two as its hooks for statistical tests (its own paired
-    # bootstrap uses them); anything else is left to the generic path.
-    if not (hasattr(scorer, "_extract_corpus_statistics") and hasattr(scorer, "_compute_score_from_stats")):
-        return None
-    from harness.evaluate.metrics.sacrebleu_metrics import reference_streams
-
-    streams = reference_streams([list(r) for r in references])
-    stats = np.asarray(scorer._extract_corpus_statistics(list(predictions), streams), dtype=float)
-
-    def score(sums: np.ndarray) -> float:
-        # Same 0..100 -> 0..1 conversion and clamp as harness.evaluate.metrics.sacrebleu_metrics.
-        return min(1.0, max(0.0, scorer._compute_score_from_stats(sums).score / 100.0))
-
-    return CorpusStatistics(stats, score)
+    stats = np.asarray(hook(list(predictions), [list(r) for r in references]), dtype=float)
+    return CorpusStatistics(stats, lambda sums: float(metric.score_from_statistics(sums)))
 
 
 def _p_values(observed: float, null: np.ndarray, higher_is_better: bool) -> tuple[float, float]:

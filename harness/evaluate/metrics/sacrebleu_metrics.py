@@ -5,6 +5,7 @@ sacrebleu reports 0..100; everything here is divided by 100 to keep the 0..1 con
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 from harness.evaluate.metrics.base import Metric, check_inputs, register_metric
@@ -63,6 +64,25 @@ class _SacreMetric(Metric):
         check_inputs(self.name, predictions, references, item_scores)
         streams = reference_streams([list(r) for r in references])
         return _unit(self._corpus_metric().corpus_score(list(predictions), streams).score)
+
+    def corpus_statistics(self, predictions: list[str], references: list[list[str]]) -> Any:
+        """Per-item sufficient statistics (n-gram counts), one row per item.
+
+        Their column sums determine the corpus score (`score_from_statistics`), so a
+        bootstrap resample is a weighted sum of rows instead of a re-scoring from text.
+        """
+        streams = reference_streams([list(r) for r in references])
+        # sacrebleu's documented hook for statistical tests (its own paired bootstrap uses it).
+        return self._scorer._extract_corpus_statistics(list(predictions), streams)
+
+    def score_from_statistics(self, sums: Any) -> float:
+        """The 0..1 corpus score of summed `corpus_statistics` rows (the same as `aggregate`)."""
+        return _unit(self._scorer._compute_score_from_stats(sums).score)
+
+    @cached_property
+    def _scorer(self) -> Any:
+        # One scorer per metric: the statistics path calls it thousands of times per comparison.
+        return self._corpus_metric()
 
 
 @register_metric("bleu")

@@ -10,7 +10,9 @@
 
 Modules: `config` (TrainConfig, YAML loading), `data` (records -> samples), `encode`
 (tokens and completion-only labels), `schedule` (data order, LR schedule), `overlap`
-(refusing eval items in training data), `checkpoint`, `loop` (the training),
+(refusing eval items in training data), `checkpoint`, `loop` (train_adapter), `model`
+(loading, LoRA wrapping, bf16), `batches` (tensors and loss), `trainer` (prepare/step/validate/
+checkpoint), `progress`, `outdir` (what OUT may hold), `record` (training.json),
 `demo_data` (the SQuAD train/eval split of the demo). torch is imported only when a
 training starts.
 """

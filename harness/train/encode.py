@@ -6,7 +6,7 @@ markup before each assistant reply. The assistant's end-of-turn marker *is* labe
 so the adapter learns where to stop.
 
 Prompt and completion are tokenized separately and concatenated. The prompt tokens are
-therefore exactly what evaluation feeds the model (`harness.evaluate.run.encode_prompt`: the chat
+therefore exactly what evaluation feeds the model (`harness.evaluate.suite_eval.encode_prompt`: the chat
 template with `add_generation_prompt=True`, tokenized without extra special tokens; or
 the plain prompt with the tokenizer's special tokens), and the completion is learned
 from the same boundary that generation starts at. Tokenizing the joined text instead

@@ -68,6 +68,20 @@ def setting(tm, names, shots, limit):
     return specs, samples
 
 
+def parity_case(tm, ref_model, tok, names, shots, limit, batch_size=16, model=None):
+    """lm-eval's `hf` backend on `ref_model` and the harness backend on `model` (default: the
+    same model), same docs: (reference run, harness run, comparison, the harness LM with the
+    requests it saw)."""
+    from lm_eval.models.huggingface import HFLM
+
+    specs, samples = setting(tm, names, shots, limit)
+    ref = run_backend(HFLM(pretrained=ref_model, tokenizer=tok, batch_size=batch_size),
+                      list(tm.load(specs)["tasks"].values()), samples, shots, task_manager=tm)
+    lm = Recording(pretrained=model if model is not None else ref_model, tokenizer=tok, batch_size=batch_size)
+    ours = run_backend(lm, list(tm.load(specs)["tasks"].values()), samples, shots, task_manager=tm)
+    return ref, ours, compare_runs(ref, ours), lm
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer items, for a smoke run")
@@ -75,7 +89,6 @@ def main() -> None:
                     help="comma-separated subset of mmlu0,mmlu5,hellaswag,bf16 (bf16 needs mmlu0)")
     args = ap.parse_args()
     wanted = set(args.cases.split(","))
-    from lm_eval.models.huggingface import HFLM
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = asset_path("smollm2-135m")
@@ -90,12 +103,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, fp32 matmul peak {peak:.1f} GFLOP/s (2048^2, best of 10)")
     refs, rooflines = {}, []
     for label, names, shots, limit in cases:
-        specs, samples = setting(tm, names, shots, limit)
-        ref = run_backend(HFLM(pretrained=fp32, tokenizer=tok, batch_size=16), list(tm.load(specs)["tasks"].values()), samples, shots, task_manager=tm)
-        lm = Recording(pretrained=fp32, tokenizer=tok, batch_size=16)
-        ours = run_backend(lm, list(tm.load(specs)["tasks"].values()), samples, shots, task_manager=tm)
-        c = compare_runs(ref, ours)
-        refs[label] = (ref, specs, samples, shots)
+        ref, ours, c, lm = parity_case(tm, fp32, tok, names, shots, limit)
+        refs[label] = (ref, names, shots, limit)
         line = (f"{label:12} items {c['items']:4}  lm-eval hf {ref.wall_s:7.1f}s  harness {ours.wall_s:6.1f}s  "
                 f"ratio {ref.wall_s / ours.wall_s:5.2f}x  agree {c['agree']}/{c['items']}  max|dll| {c['max_abs_dll']:.1e}")
         print(line, flush=True)
@@ -112,7 +121,8 @@ def main() -> None:
     if "bf16" not in wanted:
         return
     bf16 = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16).eval()
-    ref, specs, samples, shots = refs["MMLU 0-shot"]
+    ref, names, shots, limit = refs["MMLU 0-shot"]
+    specs, samples = setting(tm, names, shots, limit)
     ours = run_backend(HarnessLM(pretrained=bf16, tokenizer=tok, batch_size=16), list(tm.load(specs)["tasks"].values()), samples, shots, task_manager=tm)
     c = compare_runs(ref, ours)
     print(f"{'MMLU bf16':12} items {c['items']:4}  lm-eval hf fp32 {ref.wall_s:7.1f}s  harness bf16 {ours.wall_s:6.1f}s  "

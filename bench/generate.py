@@ -17,8 +17,44 @@ import torch
 
 from harness.evaluate import models
 from harness.evaluate.engines.generate import generate
-from harness.evaluate.run import encode_prompt
+from harness.evaluate.suite_eval import encode_prompt
 from harness.evaluate.suites import load_suite
+
+
+def suite_prompts(tok, suite_name: str, items: int):
+    """(generation parameters, tokenized prompts) of a suite's first `items` examples."""
+    suite = load_suite(suite_name)
+    return suite.generation, [encode_prompt(tok, suite.render(ex))[1] for ex in suite.examples(items)]
+
+
+def harness_pass(model, tok, prompts, params, batch_size: int) -> tuple[dict[int, str], int, float]:
+    """The harness engine over all prompts: (texts by prompt index, new tokens, seconds)."""
+    t0 = time.perf_counter()
+    texts: dict[int, str] = {}
+    new_tokens = 0
+    for idx, gens in generate(model, tok, prompts, params, batch_size=batch_size):
+        for i, g in zip(idx, gens):
+            texts[i] = g.text
+            new_tokens += g.new_tokens
+    return texts, new_tokens, time.perf_counter() - t0
+
+
+def one_at_a_time(model, tok, prompts, params) -> tuple[dict[int, str], float]:
+    """`model.generate` prompt by prompt, greedy, same stops: (texts by prompt index, seconds)."""
+    t0 = time.perf_counter()
+    texts: dict[int, str] = {}
+    with torch.inference_mode():
+        for i, p in enumerate(prompts):
+            out = model.generate(torch.tensor([p], device=model.device),
+                                 attention_mask=torch.ones(1, len(p), dtype=torch.long, device=model.device),
+                                 max_new_tokens=params.max_new_tokens, do_sample=False,
+                                 stop_strings=list(params.stop) or None, tokenizer=tok,
+                                 pad_token_id=tok.pad_token_id)
+            text = tok.decode(out[0, len(p):], skip_special_tokens=True)
+            for s in params.stop:
+                text = text.split(s)[0] if s in text else text
+            texts[i] = text
+    return texts, time.perf_counter() - t0
 
 
 def main() -> None:
@@ -31,32 +67,9 @@ def main() -> None:
 
     bundle = models.load(args.model, probe=False)
     model, tok = bundle.model, bundle.tokenizer
-    suite = load_suite(args.suite)
-    params = suite.generation
-    prompts = [encode_prompt(tok, suite.render(ex))[1] for ex in suite.examples(args.items)]
-
-    t0 = time.perf_counter()
-    ours: dict[int, str] = {}
-    new_tokens = 0
-    for idx, gens in generate(model, tok, prompts, params, batch_size=args.batch_size):
-        for i, g in zip(idx, gens):
-            ours[i] = g.text
-            new_tokens += g.new_tokens
-    t_ours = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    ref: dict[int, str] = {}
-    with torch.inference_mode():
-        for i, p in enumerate(prompts):
-            out = model.generate(torch.tensor([p]), attention_mask=torch.ones(1, len(p), dtype=torch.long),
-                                 max_new_tokens=params.max_new_tokens, do_sample=False,
-                                 stop_strings=list(params.stop) or None, tokenizer=tok,
-                                 pad_token_id=tok.pad_token_id)
-            text = tok.decode(out[0, len(p):], skip_special_tokens=True)
-            for s in params.stop:
-                text = text.split(s)[0] if s in text else text
-            ref[i] = text
-    t_ref = time.perf_counter() - t0
+    params, prompts = suite_prompts(tok, args.suite, args.items)
+    ours, new_tokens, t_ours = harness_pass(model, tok, prompts, params, args.batch_size)
+    ref, t_ref = one_at_a_time(model, tok, prompts, params)
 
     same = sum(ours[i] == ref[i] for i in ref)
     print(f"suite {args.suite}, {len(prompts)} items, model {args.model}, batch {args.batch_size}, torch threads {torch.get_num_threads()}")

@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError, HarnessError
+from harness.evaluate.bundled import bundled_suites_dir
 from harness.evaluate.suite_config import load_yaml
 from harness.io import display_path, record_format
 from harness.suggest import unknown_name_message
 
-BUNDLED_DIR = Path(__file__).resolve().parents[3] / "suites"
+BUNDLED_DIR = bundled_suites_dir()
 SUITE_FILE = "suite.yaml"
 ENV_PATH = "HARNESS_SUITES_PATH"
 

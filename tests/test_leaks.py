@@ -17,7 +17,7 @@ from harness.leaks import (EvalItem, FieldMap, LeakConfig, build_index, finish, 
                            scan, scan_block, suite_items, write_leaks)
 from harness.leaks.normalize import chunk_tokens, normalize, quote_span, tokens
 from harness.leaks.ngrams import ngram_hashes, ngram_hashes_at, token_stream, within_rows
-from harness.leaks.scan import LABELS, Partial, add_membership, label_of
+from harness.leaks import LABELS, Partial, add_membership, label_of
 
 REPO = Path(__file__).resolve().parent.parent
 

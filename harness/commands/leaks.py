@@ -24,7 +24,7 @@ def print_report(report, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from harness.leaks.scan import LABELS
+    from harness.leaks import LABELS
 
     console = console or Console()
     table = Table(title="leak scan (items per label)")
@@ -91,7 +91,7 @@ def leaks(train: List[Path] = typer.Option(..., "--train", "-t", help="Training 
     """Scan training data for copies of eval items; label each item clean / suspect / contaminated."""
     from harness.errors import ConfigError
     from harness.leaks import LeakConfig, eval_items, parse_field_specs, scan, write_leaks
-    from harness.leaks.scan import add_membership
+    from harness.leaks import add_membership
 
     fields = parse_field_specs(field)
     if (model or adapter) and not membership:

@@ -11,15 +11,18 @@ Modules: `fields` (which fields hold the text), `io` (training sources), `tasks`
 for the workers), `normalize`, `ngrams` (hashed n-grams), `index` (the
 eval-side index and LeakConfig), `overlap` (GPT-3 / PaLM / Llama 2 n-gram rules),
 `minhash` (near-duplicates), `membership` (Min-K% under adapter vs base; imports torch
-only when called), `scan` (orchestration, labels, files), `items` (eval items).
+only when called), `blocks` (the map step and its reduce), `scan` (orchestration on a
+process pool), `report` (records, labels, summary, files), `items` (eval items).
 """
 
 from harness.leaks.fields import FieldMap, parse_field_specs
 from harness.leaks.index import EvalIndex, LeakConfig, build_index
 from harness.leaks.items import (BENCH_TASKS, EvalItem, bench_items, eval_items, is_bench_task, parse_bench_list,
                                  suite_items)
-from harness.leaks.scan import (LABEL_RULE, LABELS, LeakReport, Partial, add_membership, finish, label_map, label_of,
-                                load_leaks, scan, scan_block, write_leaks)
+from harness.leaks.blocks import Partial, scan_block
+from harness.leaks.report import (LABEL_RULE, LABELS, LeakReport, add_membership, finish, label_map, label_of,
+                                  load_leaks, write_leaks)
+from harness.leaks.scan import scan
 
 __all__ = [
     "BENCH_TASKS", "EvalIndex", "EvalItem", "FieldMap", "LABELS", "LABEL_RULE", "LeakConfig", "LeakReport", "Partial",

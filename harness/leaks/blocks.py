@@ -1,0 +1,178 @@
+"""The map step and its reduce: one block of training rows against the eval index.
+
+* `scan_block(texts, index, source, seq) -> Partial`: the map step, pure;
+* `Partial.merge`: associative, commutative reduce (set unions, maxima, top-k evidence);
+* `Accumulator`: the local driver's dense per-item fold of partials.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from harness.leaks.index import EvalIndex
+from harness.leaks.minhash import find_segments, match_segments
+from harness.leaks.ngrams import token_stream
+from harness.leaks.normalize import quote_span
+from harness.leaks.overlap import best_runs, covered_tokens, ngram_runs, prefilter
+
+
+@dataclass
+class Evidence:
+    """One quoted training location supporting a detection.
+
+    `row` is chunk-local until the scan resolves it to the source's row id.
+    """
+
+    detector: str          # "ngram" or "minhash"
+    score: float           # matched tokens (ngram) or estimated Jaccard (minhash)
+    source: int
+    seq: int
+    row: int
+    row_tokens: tuple[int, int]
+    item_tokens: tuple[int, int] | None
+    span: str
+
+    def sort_key(self) -> tuple:
+        return (-self.score, self.source, self.seq, self.row, self.row_tokens[0])
+
+
+@dataclass
+class Partial:
+    """What one or more blocks of training rows contribute. Merge with `merge`.
+
+    Attributes:
+        palm: Sorted flat ids of item 8-gram starts matched somewhere.
+        llama: Sorted flat token ids inside matches of >= llama_min_match tokens.
+        longest: Item -> longest common substring in tokens.
+        minhash: Item -> best estimated Jaccard of a near-duplicate segment.
+        evidence: Item -> best locations (top `evidence_per_item` per detector).
+        rows: (source, seq) -> (first row id or -1 if unknown yet, rows in the block).
+        stats: Counters (rows, bytes, tokens, prefilter candidates, ...).
+    """
+
+    palm: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    llama: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    longest: dict[int, int] = field(default_factory=dict)
+    minhash: dict[int, float] = field(default_factory=dict)
+    evidence: dict[int, list[Evidence]] = field(default_factory=dict)
+    rows: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
+    stats: collections.Counter = field(default_factory=collections.Counter)
+
+    def merge(self, other: "Partial", per_item: int = 3) -> "Partial":
+        """Union of two partials (order-independent)."""
+        out = Partial(np.union1d(self.palm, other.palm), np.union1d(self.llama, other.llama),
+                      dict(self.longest), dict(self.minhash), {k: list(v) for k, v in self.evidence.items()},
+                      {**self.rows, **other.rows}, self.stats + other.stats)
+        for k, v in other.longest.items():
+            out.longest[k] = max(v, out.longest.get(k, 0))
+        for k, v in other.minhash.items():
+            out.minhash[k] = max(v, out.minhash.get(k, 0.0))
+        for k, v in other.evidence.items():
+            out.evidence[k] = _top_evidence(out.evidence.get(k, []) + v, per_item)
+        return out
+
+
+def _top_evidence(evs: list[Evidence], per_item: int) -> list[Evidence]:
+    out: list[Evidence] = []
+    for det in ("ngram", "minhash"):
+        seen: set[tuple[int, int, int]] = set()
+        taken = 0
+        for e in sorted((e for e in evs if e.detector == det), key=Evidence.sort_key):
+            where = (e.source, e.seq, e.row)
+            if where in seen or taken >= per_item:
+                continue
+            seen.add(where)
+            out.append(e)
+            taken += 1
+    return out
+
+
+def scan_block(texts: Sequence[str], index: EvalIndex, source: int = 0, seq: int = 0) -> Partial:
+    """The map step: match one block of training rows against the eval index.
+
+    Pure (no I/O, no global state): given the same texts and index it returns the same
+    partial, whichever machine runs it.
+
+    Args:
+        texts: Row texts, in row order (block-local row ids are their positions).
+        index: The broadcast eval index.
+        source: Index of the training source these rows come from (for evidence).
+        seq: Block number within the source (for evidence; rows are resolved later).
+
+    Returns:
+        The block's Partial (its `rows` entry is filled in by the caller, who knows the
+        block's first row id).
+    """
+    cfg = index.config
+    texts = list(texts)
+    ts = token_stream(texts)
+    part = Partial()
+    part.stats.update(rows=len(texts), tokens=len(ts.hashes))
+    if len(ts.hashes) < cfg.prefilter_n:
+        return part
+    hits = prefilter(ts, index)
+    part.stats.update(prefilter_candidates=hits.candidates, prefilter_hits=len(hits.pos))
+    runs = ngram_runs(ts, hits, index)
+    part.stats.update(ngram_runs=len(runs.item))
+    if len(runs.item):
+        part.palm = runs.pairs_flat
+        part.llama = covered_tokens(runs, cfg.llama_min_match)
+        order = np.argsort(runs.length, kind="stable")
+        # max per item: later (longer) assignments win
+        part.longest = dict(zip(runs.item[order].tolist(), runs.length[order].tolist()))
+        for k in best_runs(runs, ts.row, cfg.evidence_per_item):
+            it, r = int(runs.item[k]), int(ts.row[runs.pos[k]])
+            a = int(runs.pos[k] - ts.row_start[r])
+            ln = int(runs.length[k])
+            q = int(runs.flat[k] - index.offsets[it])
+            part.evidence.setdefault(it, []).append(Evidence(
+                "ngram", float(ln), source, seq, r, (a, a + ln), (q, q + ln),
+                quote_span(texts[r], a, a + ln, cfg.quote_chars)))
+    if index.minhash is not None and len(hits.pos):
+        segs = find_segments(hits.pos[~hits.common], ts.row, ts.row_start, cfg)
+        part.stats.update(minhash_segments=len(segs))
+        best: dict[int, tuple[float, Any]] = {}
+        for it, jac, seg in match_segments(ts.hashes, segs, index.minhash):
+            if it not in best or jac > best[it][0]:
+                best[it] = (jac, seg)
+        for it, (jac, seg) in best.items():
+            part.minhash[it] = jac
+            a, b = seg.start - int(ts.row_start[seg.row]), seg.end - int(ts.row_start[seg.row])
+            part.evidence.setdefault(it, []).append(Evidence(
+                "minhash", round(jac, 4), source, seq, seg.row, (a, b), None,
+                quote_span(texts[seg.row], a, b, cfg.quote_chars)))
+    return part
+
+
+class Accumulator:
+    """Dense per-item state for the local driver (merging sparse partials into arrays is
+    O(partial), where repeated set unions would be O(index) per block)."""
+
+    def __init__(self, index: EvalIndex):
+        n_flat = int(index.offsets[-1])
+        self.per_item = index.config.evidence_per_item
+        self.palm = np.zeros(n_flat, bool)
+        self.llama = np.zeros(n_flat, bool)
+        self.longest = np.zeros(index.n_items, np.int64)
+        self.minhash = np.zeros(index.n_items, np.float64)
+        self.evidence: dict[int, list[Evidence]] = {}
+        self.rows: dict[tuple[int, int], tuple[int, int]] = {}
+        self.stats: collections.Counter = collections.Counter()
+
+    def add(self, p: Partial) -> None:
+        self.palm[p.palm] = True
+        self.llama[p.llama] = True
+        if p.longest:
+            k = np.fromiter(p.longest.keys(), np.int64, len(p.longest))
+            v = np.fromiter(p.longest.values(), np.int64, len(p.longest))
+            np.maximum.at(self.longest, k, v)
+        for k, v in p.minhash.items():
+            self.minhash[k] = max(self.minhash[k], v)
+        for k, v in p.evidence.items():
+            self.evidence[k] = _top_evidence(self.evidence.get(k, []) + v, self.per_item)
+        self.rows.update(p.rows)
+        self.stats.update(p.stats)

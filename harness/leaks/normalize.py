@@ -117,17 +117,6 @@ def chunk_tokens(texts: list[str]) -> list[bytes]:
     return chunk_bytes(texts).split()
 
 
-def token_spans(text: str) -> list[tuple[int, int]]:
-    """Character offsets (start, end) of each token of `text` in the original string.
-
-    Used only to quote evidence, for the few rows that matched. Where Unicode folding
-    splits or joins differently from this regex (rare), the counts differ and callers
-    fall back to the normalised tokens.
-    """
-    pattern = _ASCII_WORD_RE if text.isascii() else _WORD_RE
-    return [m.span() for m in pattern.finditer(text)]
-
-
 def quote_span(text: str, start: int, end: int, max_chars: int = 400) -> str:
     """The original text of tokens [start, end) of `text`, shortened to `max_chars`.
 

@@ -20,7 +20,6 @@ Every problem is one line naming the file and row: a missing column gets a did-y
 
 from __future__ import annotations
 
-import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any, Iterator
 
 from harness.errors import ConfigError
 from harness.io import display_path, read_records, record_format
+from harness.suggest import did_you_mean
 
 FORMS = ("messages", "prompt/completion", "text")
 # Auto-detection aliases, tried in order against the first record's columns.
@@ -117,10 +117,8 @@ def resolve_fields(columns: list[str], mapping: dict[str, str], where: str) -> t
     """
     for role, col in mapping.items():
         if col not in columns:
-            close = difflib.get_close_matches(col, columns, n=1, cutoff=0.5)
-            guess = f"did you mean '{close[0]}'? " if close else ""
             raise ConfigError(f"{where}: records have no field '{col}' (mapped as {role})",
-                              f"{guess}fields: {', '.join(columns)}")
+                              f"{did_you_mean(col, columns, cutoff=0.5)}fields: {', '.join(columns)}")
 
     def pick(role: str) -> str | None:
         if role in mapping:
@@ -216,10 +214,8 @@ def load_dataset(path: str | Path, fields: dict[str, str] | None = None) -> Data
         here = f"{where}: {pos}"
         for role, col in used.items():
             if col not in rec:
-                close = difflib.get_close_matches(col, list(rec), n=1, cutoff=0.5)
-                guess = f"did you mean '{close[0]}'? " if close else ""
                 raise ConfigError(f"{here}: record has no field '{col}' (mapped as {role})",
-                                  f"{guess}fields: {', '.join(rec)}")
+                                  f"{did_you_mean(col, rec, cutoff=0.5)}fields: {', '.join(rec)}")
         rid = str(rec[used["id"]]) if "id" in used and rec.get(used["id"]) not in (None, "") else pos
         if rid in seen_ids:  # ids name rows in reports, so they must be unique
             rid = f"{rid} ({pos})"

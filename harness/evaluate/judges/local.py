@@ -13,7 +13,6 @@ from typing import Any, Callable, Sequence
 
 from harness.errors import ConfigError, HarnessError
 from harness.evaluate.judges.base import (
-    register_judge,
     Budget,
     BudgetExhausted,
     CallStats,
@@ -22,6 +21,7 @@ from harness.evaluate.judges.base import (
     Log,
     PingResult,
     redact,
+    register_judge,
 )
 from harness.evaluate.judges.spec import JudgeSpec
 

@@ -22,7 +22,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 from harness.errors import ConfigError
 from harness.evaluate.judges.base import (
-    register_judge,
     Budget,
     BudgetExhausted,
     CallStats,
@@ -35,6 +34,7 @@ from harness.evaluate.judges.base import (
     read_api_key,
     redact,
     register_secret,
+    register_judge,
 )
 from harness.evaluate.judges.spec import ENV_API_KEY_ENV, ENV_BASE_URL, JudgeSpec
 

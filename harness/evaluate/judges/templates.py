@@ -9,13 +9,13 @@ that repeats the instructions verbatim must not be mistaken for an answer.
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 from jinja2 import TemplateSyntaxError, meta, nodes
 
 from harness.errors import ConfigError
 from harness.evaluate.judges.spec import CriterionSpec, JudgeSpec
+from harness.suggest import did_you_mean
 
 DEFAULT_SYSTEM = (
     "You are a careful, impartial evaluator. You grade strictly by the rubric you are given "
@@ -138,17 +138,13 @@ def compile_templates(spec: JudgeSpec, where: str) -> dict[str, Any]:
             if bad in names:
                 hint = f"criteria are reached through the rubric: write rubric.{bad}"
             else:
-                close = difflib.get_close_matches(bad, sorted(ALLOWED[key]), n=1, cutoff=0.6)
-                hint = (f"did you mean '{close[0]}'? " if close else "") + \
-                    f"available here: {', '.join(sorted(ALLOWED[key]))}"
+                hint = f"{did_you_mean(bad, sorted(ALLOWED[key]))}available here: {', '.join(sorted(ALLOWED[key]))}"
             raise ConfigError(f"{where}: {field[key]}: uses unknown variable '{bad}'", hint)
         for ref in _rubric_refs(ast):
             if ref not in names:
-                close = difflib.get_close_matches(ref, names, n=1, cutoff=0.6)
-                guess = f"did you mean '{close[0]}'? " if close else ""
                 raise ConfigError(
                     f"{where}: {field[key]}: refers to criterion '{ref}', which judge.criteria does not define",
-                    f"{guess}criteria: {', '.join(names)}",
+                    f"{did_you_mean(ref, names)}criteria: {', '.join(names)}",
                 )
         compiled[key] = env.from_string(source)
     return compiled

@@ -85,6 +85,19 @@ def hook_callable(hook: ModuleType | None, attr: str, where: str, hook_file: Pat
     return fn
 
 
+def call_hook(fn: Callable[[Any], Any], arg: Any, name: str, subject: str, where: str, hook_file: Path | None) -> Any:
+    """`fn(arg)`, with any failure reported as the hook's, naming what it was called on.
+
+    Raises:
+        ConfigError: "<suite>: python: <name>() failed on <subject>: <error>".
+    """
+    try:
+        return fn(arg)
+    except Exception as exc:
+        raise ConfigError(f"{where}: python: {name}() failed on {subject}: {type(exc).__name__}: {exc}",
+                          f"fix {name}() in {display_path(hook_file or '')}") from exc
+
+
 def is_trusted(folder: Path, trusted_dirs: Sequence[str | os.PathLike[str]]) -> bool:
     """Whether `folder` is the bundled suites folder, a trusted folder, or inside one."""
     folder = folder.resolve()

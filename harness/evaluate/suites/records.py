@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 from harness.errors import ConfigError
 from harness.evaluate.suite_config import FieldsSpec
+from harness.evaluate.suites.hooks import call_hook
 from harness.io import display_path, read_records
 from harness.types import Example
 
@@ -52,13 +53,7 @@ class ExampleBuilder:
 
     def _reshape(self, record: Any, where_rec: str) -> dict[str, Any]:
         if self.transform is not None:
-            try:
-                record = self.transform(record)
-            except Exception as exc:
-                raise ConfigError(
-                    f"{self.where}: python: transform() failed on {where_rec}: {type(exc).__name__}: {exc}",
-                    f"fix transform() in {display_path(self.hook_file or '')}",
-                ) from exc
+            record = call_hook(self.transform, record, "transform", where_rec, self.where, self.hook_file)
         if not isinstance(record, dict):
             raise ConfigError(f"{self.where}: data: {where_rec} is a {type(record).__name__}, not an object",
                               "each record must be a JSON object / CSV row")

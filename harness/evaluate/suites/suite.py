@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from harness.errors import AssetError, ConfigError, HarnessError
 from harness.evaluate.suite_config import SuiteSpec
-from harness.evaluate.suites.hooks import hook_callable, load_hook
+from harness.evaluate.suites.hooks import call_hook, hook_callable, load_hook
 from harness.evaluate.suites.lookup import asset_path
 from harness.evaluate.suites.prompt import compile_prompt, render_template
 from harness.evaluate.suites.records import ExampleBuilder
@@ -148,13 +148,8 @@ class Suite:
 
     def _hook_render(self, example: Example) -> str:
         assert self._hook_prompt is not None
-        try:
-            text = self._hook_prompt(dict(example.vars))
-        except Exception as exc:
-            raise ConfigError(
-                f"{self._where}: python: prompt() failed on example '{example.id}': {type(exc).__name__}: {exc}",
-                f"fix prompt() in {display_path(self._hook_file())}",
-            ) from exc
+        text = call_hook(self._hook_prompt, dict(example.vars), "prompt", f"example '{example.id}'", self._where,
+                         self._hook_file())
         if not isinstance(text, str):
             raise ConfigError(f"{self._where}: python: prompt() returned {type(text).__name__}, not str",
                               f"return the prompt text from prompt() in {display_path(self._hook_file())}")

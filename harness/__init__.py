@@ -4,8 +4,8 @@ __version__ = "0.1.0"
 
 
 def load_run(out_dir):
-    """Load a run folder (run.json + items.jsonl) as pandas DataFrames; see `harness.log.runlog.Run`."""
-    from harness.log.runlog import load_run as _load
+    """Load a run folder (run.json + items.jsonl) as pandas DataFrames; see `harness.log.load.Run`."""
+    from harness.log.load import load_run as _load
 
     return _load(out_dir)
 

@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from harness.analysis.policy import Policy
 from harness.errors import ConfigError
+from harness.log.folder import RunFolder
+from harness.log.schema import ABSummary, RunMeta, SeedGain
 
 
 @dataclass
@@ -58,7 +61,7 @@ def train_arms(ab: ABConfig, log: Callable[[str], None]) -> tuple[list[str], dic
         for seed in ab.seeds:
             name = f"{arm}-seed{seed}" if len(arms) > 1 else f"seed{seed}"
             run_cfg = cfg.model_copy(update={
-                "base": ab.base, "data": ab.train, "out": ab.out / "adapters" / name, "seed": seed,
+                "base": ab.base, "data": ab.train, "out": RunFolder(ab.out).adapters / name, "seed": seed,
                 "eval_suites": list(ab.suites), "trust_code": list(ab.trust_code), "dtype": cfg.dtype})
             log(f"training adapter {name} (seed {seed}{', config ' + str(ab.vs if arm == 'B' else ab.config) if ab.config or ab.vs else ''})")
             result = train_adapter(run_cfg, log=log, progress=True, resume=True, force=ab.force)
@@ -67,51 +70,59 @@ def train_arms(ab: ABConfig, log: Callable[[str], None]) -> tuple[list[str], dic
     return adapters, records
 
 
-def seed_summary(meta: dict[str, Any], training: dict[str, dict]) -> list[dict[str, Any]]:
+def seed_summary(meta: RunMeta, training: dict[str, dict]) -> list[SeedGain]:
     """Per task and metric and arm: the gain over base for each seed, its mean and spread."""
-    from harness.compare import delta_rows
+    from harness.analysis.headline import aggregate_deltas
 
     arms: dict[tuple, list[float]] = {}
-    for row in delta_rows(meta):
+    for row in aggregate_deltas(meta):
         arm = training.get(row.model, {}).get("arm", "A")
-        arms.setdefault((row.kind, row.task, row.metric, arm), []).append(100 * row.delta)
+        arms.setdefault((row.kind, row.task, row.metric, arm), []).append(row.delta)
     out = []
     for (kind, task, metric, arm), gains in sorted(arms.items()):
-        out.append({"kind": kind, "task": task, "metric": metric, "arm": arm, "seeds": len(gains),
-                    "gains_points": [round(g, 3) for g in gains], "mean_points": statistics.fmean(gains),
-                    "sd_points": statistics.stdev(gains) if len(gains) > 1 else None,
-                    "min_points": min(gains), "max_points": max(gains)})
+        out.append(SeedGain(kind=kind, task=task, metric=metric, arm=arm, seeds=len(gains),
+                            gains_points=[round(g, 3) for g in gains], mean_points=statistics.fmean(gains),
+                            sd_points=statistics.stdev(gains) if len(gains) > 1 else None,
+                            min_points=min(gains), max_points=max(gains)))
     return out
 
 
-def run_ab(ab: ABConfig, *, policy=None, noise=None, log: Callable[[str], None] = print) -> tuple[dict, int]:
-    """Train, leak-check, compare, gate and report; returns (run.json, exit code)."""
-    from harness.evaluate.run import RunConfig, execute
-    from harness.log.runlog import update_meta
-
+def _check(ab: ABConfig) -> None:
     if not ab.train.exists():
         raise ConfigError(f"--train {ab.train}: no such file", "pass the training data (JSONL/CSV/Parquet)")
     if not ab.seeds:
         raise ConfigError("--seeds is empty", "pass e.g. --seeds 0,1,2")
     if not ab.suites and not ab.benches:
         raise ConfigError("nothing to evaluate", "pass --suite and/or --bench")
-    adapters, training = train_arms(ab, log)
-    cfg = RunConfig(base=ab.base, out=ab.out, adapters=adapters, suites=ab.suites, benches=ab.benches,
-                    limit=ab.limit, limit_per_subject=ab.limit_per_subject, num_fewshot=ab.num_fewshot,
-                    dtype=ab.dtype, trust_code=ab.trust_code, force=True, command=ab.command,
-                    train_files=[ab.train], extra_meta={"training": training})
-    meta = execute(cfg, warn=lambda m: log(f"warning: {m}"))
-    summary = seed_summary(meta, training)
-    meta = update_meta(ab.out, ab={"seeds": ab.seeds, "arms": sorted({r["arm"] for r in training.values()}),
-                                   "summary": summary})
-    verdict, code = None, 0
-    if policy is not None:
-        from harness.analysis.gate import apply_gate, format_verdict
 
-        verdict, code = apply_gate(ab.out, policy, noise)
-        for line in format_verdict(verdict):
-            log(line)
-    from harness.outputs.report import render_report
 
-    log(f"report: {render_report(ab.out, verdict=verdict)}")
-    return meta, code
+def run_ab(ab: ABConfig, *, policy: str | Path | Policy | None = None, noise: str | Path | None = None,
+           log: Callable[[str], None] = print) -> tuple[RunMeta, int]:
+    """Preflight, train, leak-check, compare, gate and report; returns (run.json, exit code).
+
+    The gate policy is checked against the suites and benchmarks before any training.
+    """
+    from harness import pipeline
+
+    _check(ab)
+    gate = pipeline.preflight(policy, noise, suites=ab.suites, benches=ab.benches, trust_code=ab.trust_code)
+    training: dict[str, dict] = {}
+
+    def evaluate() -> RunMeta:
+        from harness.evaluate.run import RunConfig, execute
+
+        adapters, records = train_arms(ab, log)
+        training.update(records)
+        cfg = RunConfig(base=ab.base, out=ab.out, adapters=adapters, suites=ab.suites, benches=ab.benches,
+                        limit=ab.limit, limit_per_subject=ab.limit_per_subject, num_fewshot=ab.num_fewshot,
+                        dtype=ab.dtype, trust_code=ab.trust_code, force=True, command=ab.command,
+                        train_files=[ab.train], extra_meta={"training": training})
+        return execute(cfg, warn=lambda m: log(f"warning: {m}"))
+
+    def add_summary(meta: RunMeta) -> RunMeta:
+        meta.ab = ABSummary(seeds=ab.seeds, arms=sorted({r["arm"] for r in training.values()}),
+                            summary=seed_summary(meta, training))
+        RunFolder(ab.out).write_meta(meta)
+        return meta
+
+    return pipeline.run(ab.out, evaluate, gate, log=log, evaluated=add_summary)

@@ -64,69 +64,88 @@ def _benches(values) -> list[str]:
     return [b.strip() for v in values or [] for b in v.split(",") if b.strip()]
 
 
-def _execute(base, adapters, suite, bench, num_fewshot, limit_per_subject, limit, out, batch_size, dtype, seed,
-             no_cache, force, allow_pickle, trust_remote_code, trust_code, include_base, judge=True, train=None):
-    from harness.evaluate.run import RunConfig, execute
+def _run_config(base, adapters, suite, bench, num_fewshot, limit_per_subject, limit, out, batch_size, dtype, seed,
+                no_cache, force, allow_pickle, trust_remote_code, trust_code, include_base, judge=True, train=None):
+    from harness.evaluate.run import RunConfig
 
-    cfg = RunConfig(base=base, adapters=list(adapters or []), suites=list(suite or []), benches=_benches(bench),
-                    num_fewshot=num_fewshot, limit_per_subject=limit_per_subject, limit=limit,
-                    out=Path(out) if out else _default_out(), include_base=include_base, batch_size=batch_size,
-                    dtype=dtype, seed=seed, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
-                    trust_code=[Path(p) for p in trust_code or []], use_cache=not no_cache, judge=judge, force=force,
-                    train_files=[Path(p) for p in train or []],
-                    command=["harness", *sys.argv[1:]])
-    meta = execute(cfg, warn=lambda m: _err(f"warning: {m}"))
-    return cfg, meta
+    return RunConfig(base=base, adapters=list(adapters or []), suites=list(suite or []), benches=_benches(bench),
+                     num_fewshot=num_fewshot, limit_per_subject=limit_per_subject, limit=limit,
+                     out=Path(out) if out else _default_out(), include_base=include_base, batch_size=batch_size,
+                     dtype=dtype, seed=seed, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
+                     trust_code=[Path(p) for p in trust_code or []], use_cache=not no_cache, judge=judge, force=force,
+                     train_files=[Path(p) for p in train or []],
+                     command=["harness", *sys.argv[1:]])
+
+
+def _evaluate(cfg):
+    """Runs `cfg` and writes its run log; returns the `RunMeta`."""
+    from harness.evaluate.run import execute
+
+    return execute(cfg, warn=lambda m: _err(f"warning: {m}"))
 
 
 def _print_summary(cfg, meta) -> None:
+    """The terminal summary of a finished run (`meta` is its `RunMeta`): deltas, flips, leaks, cost."""
     from rich.console import Console
-    from rich.table import Table
 
-    from harness.compare import delta_rows
+    from harness.log.folder import RunFolder
 
     console = Console()
-    rows = delta_rows(meta)
-    if rows:
-        table = Table(title="base vs adapter (points = 100 x score)")
-        for col in ("task", "metric", "adapter", "n", "base", "adapter score", "delta"):
-            table.add_column(col, justify="right" if col in ("n", "base", "adapter score", "delta") else "left")
-        for r in rows:
-            colour = {True: "green", False: "red", None: "white"}[r.improved]
-            table.add_row(r.task, r.metric, r.model, str(r.n), f"{100 * r.base:.2f}", f"{100 * r.value:.2f}",
-                          f"[{colour}]{100 * r.delta:+.2f}[/{colour}]")
-        console.print(table)
-    else:
-        for kind in meta["aggregates"].values():
-            for task, per_model in kind.items():
-                for model, agg in per_model.items():
-                    scores = ", ".join(f"{k}={100 * v:.2f}" for k, v in agg.items()
-                                       if isinstance(v, float) and k not in ("mean_latency_s", "mean_new_tokens"))
-                    console.print(f"{task} · {model} (n={agg['n']}): {scores}")
-    for task, per_model in meta["aggregates"].get("bench", {}).items():
+    _print_scores(console, meta)
+    for task, per_model in (meta.aggregates.bench or {}).items():
         for model, agg in per_model.items():
-            if model != "base" and "flips" in agg:
-                f = agg["flips"]
+            if model != "base" and agg.flips is not None:
+                f = agg.flips
                 console.print(f"{task} · {model}: {f['right_to_wrong']} right→wrong, {f['wrong_to_right']} wrong→right")
-    leaks = meta.get("leaks")
-    if leaks:
-        for task, c in leaks.get("counts", {}).items():
-            console.print(f"leaks · {task}: {c.get('contaminated', 0)} contaminated, {c.get('suspect', 0)} suspect, "
-                          f"{c.get('clean', 0)} clean of {c.get('n', 0)}")
-        for kind, tasks in leaks.get("clean_aggregates", {}).items():
+    folder = RunFolder(cfg.out)
+    if meta.leaks:
+        _print_leaks(console, meta.leaks)
+        console.print(f"leak evidence: {folder.leaks_jsonl}")
+    t = meta.timing
+    console.print(f"items computed: {t.items_computed}, from cache: {t.items_cached}, wall {t.total_s:.1f}s")
+    console.print(f"run log: {folder.run_json}  (items: {folder.items_jsonl})")
+
+
+def _print_scores(console, meta) -> None:
+    """Base-vs-adapter deltas from run.json's aggregates, or each model's scores when there is no base."""
+    from rich.table import Table
+
+    from harness import fmt
+    from harness.analysis.headline import aggregate_deltas
+
+    rows = aggregate_deltas(meta)
+    if not rows:
+        for _, tasks in meta.aggregates.sections():
             for task, per_model in tasks.items():
-                base = per_model.get("base", {})
                 for model, agg in per_model.items():
-                    if model == "base":
-                        continue
-                    parts = [f"{m} {100 * (v - base[m]):+.2f}" for m, v in agg.items()
-                             if m != "n" and isinstance(base.get(m), (int, float))]
-                    if parts:
-                        console.print(f"clean subset · {task} · {model} (n={agg['n']}): " + ", ".join(parts))
-        console.print(f"leak evidence: {cfg.out / 'leaks.jsonl'}")
-    t = meta["timing"]
-    console.print(f"items computed: {t['items_computed']}, from cache: {t['items_cached']}, wall {t['total_s']:.1f}s")
-    console.print(f"run log: {cfg.out / 'run.json'}  (items: {cfg.out / 'items.jsonl'})")
+                    scores = ", ".join(f"{k}={fmt.pts(100 * v)}" for k, v in agg.metric_values().items()
+                                       if isinstance(v, float))
+                    console.print(f"{task} · {model} (n={agg.n}): {scores}")
+        return
+    table = Table(title="base vs adapter (points = 100 x score)")
+    for col in ("task", "metric", "adapter", "n", "base", "adapter score", "delta"):
+        table.add_column(col, justify="right" if col in ("n", "base", "adapter score", "delta") else "left")
+    for r in rows:
+        colour = {True: "green", False: "red", None: "white"}[r.improved]
+        table.add_row(r.task, r.metric, r.model, str(r.n), fmt.pts(r.base), fmt.pts(r.score),
+                      f"[{colour}]{fmt.pts(r.delta, True)}[/{colour}]")
+    console.print(table)
+
+
+def _print_leaks(console, leaks) -> None:
+    """Leak counts per task and the clean-subset deltas (a `LeakSummary`)."""
+    for task, c in leaks.counts.items():
+        console.print(f"leaks · {task}: {c.contaminated} contaminated, {c.suspect} suspect, {c.clean} clean of {c.n}")
+    for tasks in leaks.clean_aggregates.values():
+        for task, per_model in tasks.items():
+            base = per_model.get("base", {})
+            for model, agg in per_model.items():
+                if model == "base":
+                    continue
+                parts = [f"{m} {100 * (v - base[m]):+.2f}" for m, v in agg.items()
+                         if m != "n" and isinstance(base.get(m), (int, float))]
+                if parts:
+                    console.print(f"clean subset · {task} · {model} (n={agg['n']}): " + ", ".join(parts))
 
 
 @app.command()
@@ -138,9 +157,11 @@ def run(model: str = typer.Argument(..., help="Base model: folder, .gguf file, a
         force: bool = ForceOpt, allow_pickle: bool = PickleOpt, trust_remote_code: bool = RemoteOpt,
         trust_code: Optional[List[Path]] = TrustOpt) -> None:
     """Evaluate one model (with its adapters applied, if any) on suites."""
-    cfg, meta = _execute(model, adapter, suite, bench, num_fewshot, limit_per_subject, limit, out, batch_size, dtype, seed, no_cache, force, allow_pickle,
-                         trust_remote_code, trust_code, include_base=not adapter, judge=judge)
-    _print_summary(cfg, meta)
+    cfg = _run_config(model, adapter, suite, bench, num_fewshot, limit_per_subject, limit, out, batch_size, dtype, seed,
+                      no_cache, force, allow_pickle, trust_remote_code, trust_code, include_base=not adapter, judge=judge)
+    meta = _evaluate(cfg)
+    if meta is not None:  # None: another rank of a data-parallel launch (rank 0 prints)
+        _print_summary(cfg, meta)
 
 
 @app.command()
@@ -155,30 +176,19 @@ def compare(base: str = typer.Argument(..., help="Base model: folder, .gguf file
             noise: Optional[Path] = typer.Option(None, "--noise", help="Noise floor from `harness calibrate`, for the gate."),
             train: Optional[List[Path]] = typer.Option(None, "--train", help="The adapter's training data: label eval items that leaked into it; repeatable.")) -> None:
     """Evaluate base and adapters in one process (base weights loaded once) and print the deltas."""
-    gate_policy = None
-    if policy is not None:  # a bad policy fails before minutes of model work
-        from harness.analysis.gate import preflight
-        from harness.analysis.policy import load_policy
-        from harness.evaluate.suites import load_suite
+    from harness import pipeline
 
-        gate_policy = load_policy(policy)
-        trusted = [Path(p) for p in trust_code or []]
-        preflight(gate_policy, suites=[load_suite(s, trusted_dirs=trusted).name for s in suite or []],
-                  benches=_benches(bench))
-    cfg, meta = _execute(base, adapters, suite, bench, num_fewshot, limit_per_subject, limit, out, batch_size, dtype,
-                         seed, no_cache, force, allow_pickle, trust_remote_code, trust_code, include_base=True, judge=judge,
-                         train=train)
-    _print_summary(cfg, meta)
-    verdict, code = None, 0
-    if gate_policy is not None:
-        from harness.analysis.gate import apply_gate, format_verdict
+    gate = pipeline.preflight(policy, noise, suites=suite or [], benches=_benches(bench),
+                              trust_code=[Path(p) for p in trust_code or []])  # before minutes of model work
+    cfg = _run_config(base, adapters, suite, bench, num_fewshot, limit_per_subject, limit, out, batch_size, dtype,
+                      seed, no_cache, force, allow_pickle, trust_remote_code, trust_code, include_base=True,
+                      judge=judge, train=train)
 
-        verdict, code = apply_gate(cfg.out, gate_policy, noise)
-        for line in format_verdict(verdict):
-            typer.echo(line)
-    from harness.outputs.report import render_report  # after the gate: the banner shows its verdict
+    def summarise(meta):
+        _print_summary(cfg, meta)
+        return meta
 
-    typer.echo(f"report: {render_report(cfg.out, verdict=verdict)}")
+    _, code = pipeline.run(cfg.out, lambda: _evaluate(cfg), gate, log=typer.echo, evaluated=summarise)
     if code:
         raise typer.Exit(code)
 

@@ -13,6 +13,8 @@ import random
 from pathlib import Path
 from typing import Any, Callable
 
+from harness.log.folder import LEAKS, RunFolder
+from harness.log.schema import LeakRecord, RunMeta
 from tests.runlog_factory import TaskSpec, binary_pair, write_run
 
 # Each payload sets window.__pwned if the page ever runs it as code.
@@ -42,18 +44,17 @@ def _sentence(rng: random.Random, n: int) -> str:
 
 
 def _patch_items(run: Path, patch: Callable[[dict[str, Any], int], None]) -> None:
-    path = run / "items.jsonl"
-    lines = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+    folder = RunFolder(run)
+    lines = [r.model_dump(exclude_unset=True) for r in folder.read_items()]
     for n, rec in enumerate(lines):
         patch(rec, n)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines), encoding="utf-8")
+    folder.write_run(folder.read_meta(), lines)
 
 
 def _patch_meta(run: Path, **keys: Any) -> None:
-    path = run / "run.json"
-    meta = json.loads(path.read_text(encoding="utf-8"))
-    meta.update(keys)
-    path.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    folder = RunFolder(run)
+    meta = folder.read_meta().model_dump(exclude_unset=True)
+    folder.write_meta(RunMeta.model_validate({**meta, **keys}))
 
 
 def suite_task(n: int, *, name: str = "squad-qa", worse: int = 6, better: int = 3, seed: int = 0,
@@ -171,22 +172,23 @@ def rich_run(out: Path, *, n: int = 60, payloads: bool = False, gate: bool = Tru
         extra["leaks"] = {"schema_version": 1, "label_rule": "contaminated: 50%+ of the item's 8-grams in training",
                           "training": {"sha256": "ab" * 32, "files": []},
                           "counts": {suite.name: {"kind": "suite", "n": n, **counts}}, "totals": {"n": n, **counts}}
-        with open(out / "leaks.jsonl", "w", encoding="utf-8") as fh:
-            for i, lab in enumerate(labels):
-                ev = [] if lab == "clean" else [{"detector": "ngram", "source": "train.jsonl", "row": 100 + i,
-                                                  "match_tokens": 13, "item_tokens": [0, 13],
-                                                  "span": (PAYLOADS[3] + " ") * payloads + f"quoted training text {i}"}]
-                fh.write(json.dumps({"task": suite.name, "item_id": suite.item_ids[i], "kind": "suite",
-                                     "label": lab, "evidence": ev}) + "\n")
+        records = []
+        for i, lab in enumerate(labels):
+            ev = [] if lab == "clean" else [{"detector": "ngram", "source": "train.jsonl", "row": 100 + i,
+                                              "match_tokens": 13, "item_tokens": [0, 13],
+                                              "span": (PAYLOADS[3] + " ") * payloads + f"quoted training text {i}"}]
+            records.append(LeakRecord(task=suite.name, item_id=suite.item_ids[i], kind="suite", label=lab,
+                                      evidence=ev))
+        RunFolder(out).write_text(LEAKS, "".join(r.model_dump_json(exclude_unset=True) + "\n" for r in records))
     if extra:
         _patch_meta(out, **extra)
     if gate:
-        from harness.analysis.gate import apply_gate
+        from harness.pipeline import gate_run
 
         policy = out.parent / f"{out.name}-policy.yaml"
         policy.write_text(POLICY.replace("squad-qa", suite.name) if not payloads else
                           POLICY.replace("task: squad-qa", f"task: {json.dumps(suite.name)}"))
-        apply_gate(out, policy)
+        gate_run(out, policy)
     return out
 
 

@@ -1,14 +1,20 @@
-"""Synthetic run logs (run.json + items.jsonl) for gate and statistics tests: no model needed."""
+"""Synthetic run logs (run.json + items.jsonl) for gate and statistics tests: no model needed.
+
+Built through the run log's own models (`harness.log.schema`) and written by `RunFolder`, so
+the factory cannot drift from the contract the readers validate against.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from harness.log.folder import RunFolder
+from harness.log.schema import ItemRecord, RunMeta
 
 METRIC_INFO = {"exact_match": (True, False), "f1": (True, False), "acc": (True, False), "acc_norm": (True, False),
                "bleu": (True, True), "chrf": (True, True)}
@@ -72,7 +78,6 @@ def write_run(out: Path, tasks: list[TaskSpec], *, has_effect: dict[str, bool] |
         has_effect: adapter -> provenance has_effect (default True for every adapter).
         metric_info: metric -> (higher_is_better, corpus_level), merged over METRIC_INFO.
     """
-    out.mkdir(parents=True, exist_ok=True)
     info = {**METRIC_INFO, **(metric_info or {})}
     models = list(tasks[0].scores)
     adapters = [m for m in models if m != "base"]
@@ -114,9 +119,8 @@ def write_run(out: Path, tasks: list[TaskSpec], *, has_effect: dict[str, bool] |
                 if t.leak:
                     rec["leak"] = t.leak[i]
                 rec.update(t.extra)
-                records.append(rec)
-    meta = {
-        "schema_version": 1,
+                records.append(ItemRecord.model_validate(rec))
+    meta = RunMeta.model_validate({
         "created": "2025-01-01T00:00:00+0000",
         "command": ["harness", "compare"],
         "spec": {"base": "tiny", "adapters": adapters, "suites": [t.name for t in tasks if t.kind == "suite"]},
@@ -133,11 +137,8 @@ def write_run(out: Path, tasks: list[TaskSpec], *, has_effect: dict[str, bool] |
         "metrics": metrics_seen,
         "aggregates": {k: v for k, v in aggregates.items() if v},
         "timing": {"load_s": 0.1, "total_s": 1.0, "items_computed": len(records), "items_cached": 0},
-    }
-    with open(out / "items.jsonl", "w", encoding="utf-8") as fh:
-        for r in records:
-            fh.write(json.dumps(r) + "\n")
-    (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
+    })
+    RunFolder(out).write_run(meta, records)
     return out
 
 

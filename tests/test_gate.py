@@ -16,6 +16,7 @@ from harness.errors import ConfigError, HarnessError
 from harness.analysis.gate import apply_gate, preflight
 from harness.analysis.pairing import IncomparableError
 from harness.analysis.policy import load_policy
+from harness.pipeline import gate_run
 from tests.runlog_factory import (
     TaskSpec,
     bench_task,
@@ -114,7 +115,7 @@ def test_min_gain_rule(tmp_path):
     run = squad_run(tmp_path, 500, 0.08)
     pol = policy_file(tmp_path, "rules:\n  - {task: squad-qa, metric: f1, min_gain: 2.0}\n"
                                 "  - {name: too-much, task: squad-qa, metric: f1, min_gain: 30.0}\n")
-    verdict, code = apply_gate(run, pol, write=False)
+    verdict, code = apply_gate(run, pol)
     status = {r.name: r.status for r in verdict.rules}
     assert status == {"adapter-has-effect": "pass", "squad-qa-f1-min-gain": "pass", "too-much": "fail"}
     assert code == 1 and not (run / "verdict.json").exists()
@@ -128,7 +129,7 @@ def test_per_subject_floor_fails_on_a_collapsed_subject(tmp_path):
         adapter[i] = 0.0
     run = write_run(tmp_path / "run", [bench_task("mmlu", (base, adapter), subjects)])
     pol = policy_file(tmp_path, "rules:\n  - {name: floors, task: mmlu, metric: acc, per_subject_max_drop: 10}\n")
-    verdict, code = apply_gate(run, pol)
+    verdict, code = gate_run(run, pol)
     rule = next(r for r in verdict.rules if r.name == "floors")
     assert rule.status == "fail" and code == 1
     assert [s["subject"] for s in rule.subjects if s["gain"] < -10] == ["subject_3"]
@@ -143,7 +144,7 @@ def test_per_subject_floor_on_tiny_subjects_is_inconclusive(tmp_path):
     subjects = [f"s{i % 10}" for i in range(50)]
     run = write_run(tmp_path / "run", [bench_task("mmlu", binary_pair(50, 0.5, 2, 2, seed=1), subjects)])
     pol = policy_file(tmp_path, "rules:\n  - {name: floors, task: mmlu, metric: acc, per_subject_max_drop: 10}\n")
-    verdict, _ = apply_gate(run, pol, write=False)
+    verdict, _ = apply_gate(run, pol)
     rule = next(r for r in verdict.rules if r.name == "floors")
     assert rule.status == "inconclusive" and "enough items" in rule.reason
 
@@ -213,14 +214,14 @@ def test_decide_on_clean_uses_only_leak_free_items(tmp_path):
     task = TaskSpec(name="squad-qa", scores={"base": {"exact_match": base}, "ft": {"exact_match": ft}}, leak=leak)
     run = write_run(tmp_path / "run", [task])
     rule = "rules:\n  - {name: em, task: squad-qa, metric: exact_match, max_drop: 1.0}\n"
-    all_items, _ = apply_gate(run, policy_file(tmp_path, rule, "all.yaml"), write=False)
-    clean, code = apply_gate(run, policy_file(tmp_path, "decide_on: clean\n" + rule, "clean.yaml"), write=False)
+    all_items, _ = apply_gate(run, policy_file(tmp_path, rule, "all.yaml"))
+    clean, code = apply_gate(run, policy_file(tmp_path, "decide_on: clean\n" + rule, "clean.yaml"))
     assert next(r for r in all_items.rules if r.name == "em").status == "pass"
     em = next(r for r in clean.rules if r.name == "em")
     assert em.status == "fail" and em.subset == "clean" and em.numbers["n"] == n // 2 and code == 1
 
     unlabelled = squad_run(tmp_path, 200, 0.0, name="unlabelled")
-    verdict, _ = apply_gate(unlabelled, policy_file(tmp_path, "decide_on: clean\n" + F1_RULE, "c2.yaml"), write=False)
+    verdict, _ = apply_gate(unlabelled, policy_file(tmp_path, "decide_on: clean\n" + F1_RULE, "c2.yaml"))
     assert any(f.code == "no_leak_labels" for f in verdict.flags)
 
 
@@ -362,15 +363,15 @@ def test_threshold_below_noise_floor_is_flagged(tmp_path):
     assert [f["code"] for f in flags if f["code"].startswith("noise")] == ["noise_floor"]
 
     in_policy = policy_file(tmp_path, "noise_floor: noise.json\n" + F1_RULE, "p2.yaml")  # relative to the policy
-    verdict, _ = apply_gate(run, in_policy, write=False)
+    verdict, _ = apply_gate(run, in_policy)
     assert verdict.noise_floor == str(noise) and any(f.code == "noise_floor" for f in verdict.flags)
 
     noise.write_text(json.dumps(_noise_doc("another-prompt-version", 1.7)))
-    verdict, _ = apply_gate(run, in_policy, write=False)
+    verdict, _ = apply_gate(run, in_policy)
     assert [f.code for f in verdict.flags if f.code.startswith("noise")] == ["noise_floor_version"]
 
     noise.write_text(json.dumps(_noise_doc(run_fp, 0.2)))
-    verdict, _ = apply_gate(run, in_policy, write=False)
+    verdict, _ = apply_gate(run, in_policy)
     assert not [f for f in verdict.flags if f.code.startswith("noise")]
 
 
@@ -469,9 +470,9 @@ def test_gate_does_not_import_torch_and_is_fast(tmp_path):
 def test_same_seed_same_verdict(tmp_path):
     run = squad_run(tmp_path, 300, -0.005)
     pol = policy_file(tmp_path, F1_RULE)
-    first, _ = apply_gate(run, pol)
+    first, _ = gate_run(run, pol)
     a = json.loads((run / "verdict.json").read_text())
-    second, _ = apply_gate(run, pol)
+    second, _ = gate_run(run, pol)
     b = json.loads((run / "verdict.json").read_text())
     assert a["rules"] == b["rules"] and a["deltas"] == b["deltas"]
     assert first.comparison.to_dict()["rows"] == second.comparison.to_dict()["rows"]
@@ -479,14 +480,14 @@ def test_same_seed_same_verdict(tmp_path):
 
 def test_apply_gate_library_api(tmp_path):
     run = squad_run(tmp_path, 300, 0.05)
-    verdict, code = apply_gate(run, policy_file(tmp_path, F1_RULE))
+    verdict, code = gate_run(run, policy_file(tmp_path, F1_RULE))
     assert code == 0 and verdict.exit_code == 0 and verdict.verdict == "pass"
     assert {p.name for p in run.iterdir()} >= {"summary.md", "junit.xml", "verdict.json"}
     view = verdict.comparison.to_dict()
     assert {r["metric"] for r in view["rows"]} == {"exact_match", "f1"}
     assert all(isinstance(r["ci_low"], float) for r in view["rows"])
     with pytest.raises(HarnessError):
-        apply_gate(tmp_path / "missing", policy_file(tmp_path, F1_RULE))
+        gate_run(tmp_path / "missing", policy_file(tmp_path, F1_RULE))
 
 
 def test_calibrate_end_to_end_on_a_tiny_model(tmp_path, tiny_dir):

@@ -20,6 +20,7 @@ from harness.analysis.comparison import Comparison
 from harness.analysis.gate import apply_gate
 from harness.analysis.policy import load_policy
 from harness.outputs.report import render_report
+from harness.pipeline import gate_run
 from harness.outputs.report.diff import word_diff
 from harness.outputs.report.html import json_for_script, render_html
 from harness.outputs.report.svg import delta_bars
@@ -222,7 +223,7 @@ def test_gate_settings_are_used_without_being_told(tmp_path):
     run = rich_run(tmp_path / "run", gate=False)
     pol = tmp_path / "p.yaml"
     pol.write_text("version: 1\nconfidence: 0.9\nbootstrap: {resamples: 2000, seed: 3}\n" + POLICY.split("\n", 1)[1])
-    apply_gate(run, pol)
+    gate_run(run, pol)
     view = build_view(run)
     assert (view.settings["confidence"], view.settings["seed"]) == (0.9, 3) and view.verdict.notes == []
     pol.unlink()  # the policy is gone: verdict.json keeps confidence and bootstrap settings
@@ -240,7 +241,7 @@ def test_stale_verdict_is_called_out(rich, tmp_path):
 
 def test_render_report_takes_a_fresh_verdict(tmp_path):
     run = rich_run(tmp_path / "run", gate=False)
-    verdict, code = apply_gate(run, _policy(tmp_path), write=False)
+    verdict, code = apply_gate(run, _policy(tmp_path))
     path = render_report(run, verdict=verdict)
     text = path.read_text()
     assert path == run / "report.html" and f"Gate: {verdict.verdict.upper()}" in text
@@ -357,7 +358,7 @@ def test_headline_only_view_for_summary_md(rich):
 
 
 def test_tone_respects_the_metric_direction():
-    from harness.outputs.report.fmt import tone
+    from harness.fmt import tone
 
     class Row:
         def __init__(self, delta, lo, hi, hib):

@@ -26,6 +26,7 @@ from harness.analysis.stats import (
     paired_item_stats,
     wilson_interval,
 )
+from harness.log.schema import RunMeta
 
 POINTS = 100.0
 
@@ -199,7 +200,7 @@ class Comparison:
                  permutations: int = DEFAULT_PERMUTATIONS, seed: int = 0):
         self.paired = paired
         self.run_dir: Path = paired.run_dir
-        self.meta: dict[str, Any] = paired.meta
+        self.meta: RunMeta = paired.meta
         self.base = paired.base
         self.adapters = list(paired.adapters)
         self.confidence = confidence
@@ -239,8 +240,8 @@ class Comparison:
 
     def metric_info(self, metric: str) -> tuple[bool, bool]:
         """(higher_is_better, corpus_level) from run.json; unknown metrics (judges) are item-level, higher better."""
-        info = self.meta.get("metrics", {}).get(metric, {})
-        return bool(info.get("higher_is_better", True)), bool(info.get("corpus_level", False))
+        info = self.meta.metric_info(metric)
+        return info.higher_is_better, info.corpus_level
 
     def row(self, adapter: str, task: str, metric: str, *, kind: str | None = None, subject: str | None = None,
             subset: str = "all") -> DeltaRow | None:
@@ -274,7 +275,7 @@ class Comparison:
         """The metric flips are counted on: a benchmark's acc, a suite's first declared metric."""
         if data.kind == "bench" and "acc" in data.metrics:
             return "acc"
-        declared = self.meta.get("provenance", {}).get("suites", {}).get(data.task, {}).get("metrics") or []
+        declared = (self.meta.fingerprint("suite", data.task) or {}).get("metrics") or []
         for m in list(declared) + data.metrics:
             if m in data.metrics:
                 return m
@@ -388,9 +389,9 @@ class Comparison:
         return out
 
     def _provenance_flags(self) -> None:
-        adapters = self.meta.get("provenance", {}).get("adapters", {})
+        adapters = self.meta.provenance.adapters
         for name in self.adapters:
-            if adapters.get(name, {}).get("has_effect") is False:
+            if name in adapters and adapters[name].has_effect is False:
                 self.flags.append(Flag("no_effect", "warning",
                                        f"adapter '{name}' has no effect: its logits equal the base's on the probe, "
                                        "so every comparison is base vs base", adapter=name))

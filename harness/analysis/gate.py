@@ -27,14 +27,16 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from harness.analysis.comparison import Comparison, DeltaRow, Flag
-from harness.errors import ConfigError
-from harness.analysis.noise import NoiseFloor, load_noise, task_fingerprint
+from harness.analysis.noise import NoiseFloor, load_noise
 from harness.analysis.pairing import LEAK_CLEAN, TaskData
 from harness.analysis.policy import Policy, Rule, load_policy
 from harness.analysis.stats import holm
+from harness.errors import ConfigError
+from harness.fmt import mde as _mde
+from harness.fmt import pts, pval
+from harness.log.schema import VerdictDoc
 
 PASS, FAIL, INCONCLUSIVE, SKIPPED = "pass", "fail", "inconclusive", "skipped"
-ARTIFACTS = ("summary.md", "junit.xml", "verdict.json")
 NO_EFFECT_RULE = "adapter-has-effect"
 
 
@@ -107,11 +109,11 @@ class Verdict:
         """One line per rule that did not pass."""
         return [f"{r.name}: {r.reason}" for r in self.rules if r.status in (FAIL, INCONCLUSIVE)]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_doc(self) -> VerdictDoc:
+        """verdict.json's document: decision, settings, rules, flags and the task-level deltas."""
         from harness import __version__
 
-        return {
-            "schema": "harness-verdict/1",
+        return VerdictDoc.model_validate(_json_safe({
             "verdict": self.verdict,
             "exit_code": self.exit_code,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -126,24 +128,20 @@ class Verdict:
             "rules": [r.to_dict() for r in self.rules],
             "flags": [f.to_dict() for f in self.flags],
             "deltas": [r.to_dict() for r in self.comparison.rows],
-        }
+        }))
 
 
-def _fmt(x: float | None, signed: bool = True) -> str:
-    if x is None:
-        return "n/a"
-    return f"{x:+.2f}" if signed else f"{x:.2f}"
-
-
-def _mde(x: float) -> str:
-    # Beyond 100 points no change of a 0..1 score is detectable; the exact number means nothing.
-    return f"{x:.2f}" if x <= 100 else "more than 100"
-
-
-def _p(p: float | None) -> str:
-    if p is None:
-        return "n/a"
-    return f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
+def _json_safe(x: Any) -> Any:
+    """NaN -> None (not JSON), numpy scalars -> Python numbers, tuples -> lists."""
+    if isinstance(x, float) and x != x:
+        return None
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    if hasattr(x, "item") and callable(x.item):
+        return _json_safe(x.item())
+    return x
 
 
 def _numbers(row: DeltaRow, lo: float, hi: float, mde: float) -> dict[str, Any]:
@@ -201,21 +199,21 @@ def _interval_rule(rule: Rule, row: DeltaRow, c: float) -> tuple[str, str, dict[
     t = rule.threshold
     mde = row.mde_at(1.0 - c)
     nums = _numbers(row, lo, hi, mde)
-    head = (f"{row.metric} on {row.label}: {_fmt(row.delta)} points ({_fmt(row.base, False)} -> "
-            f"{_fmt(row.score, False)}), one-sided {c:.0%} bounds of the gain {_fmt(lo)}..{_fmt(hi)}, "
-            f"n={row.n}, p={_p(row.p_value)} ({row.test})")
+    head = (f"{row.metric} on {row.label}: {pts(row.delta, True)} points ({pts(row.base)} -> "
+            f"{pts(row.score)}), one-sided {c:.0%} bounds of the gain {pts(lo, True)}..{pts(hi, True)}, "
+            f"n={row.n}, p={pval(row.p_value)} ({row.test})")
     if rule.check == "max_drop":
         if lo >= -t:
-            return PASS, f"{head}; lower bound {_fmt(lo)} >= -{t:.2f} (max_drop)", nums
+            return PASS, f"{head}; lower bound {pts(lo, True)} >= -{t:.2f} (max_drop)", nums
         if hi < -t:
-            return FAIL, f"{head}; even the upper bound {_fmt(hi)} is below -{t:.2f}: dropped more than max_drop", nums
+            return FAIL, f"{head}; even the upper bound {pts(hi, True)} is below -{t:.2f}: dropped more than max_drop", nums
         small = f"; with n={row.n} only drops of {_mde(mde)} points are detectable (power 0.8)" if mde > t else ""
         return INCONCLUSIVE, f"{head}; the bounds straddle -{t:.2f} (max_drop){small}", nums
     if lo >= t:
-        return PASS, f"{head}; lower bound {_fmt(lo)} >= {_fmt(t)} (min_gain)", nums
+        return PASS, f"{head}; lower bound {pts(lo, True)} >= {pts(t, True)} (min_gain)", nums
     if hi < t:
-        return FAIL, f"{head}; even the upper bound {_fmt(hi)} is below the required gain {_fmt(t)}", nums
-    return INCONCLUSIVE, f"{head}; the bounds straddle the required gain {_fmt(t)} (min_gain)", nums
+        return FAIL, f"{head}; even the upper bound {pts(hi, True)} is below the required gain {pts(t, True)}", nums
+    return INCONCLUSIVE, f"{head}; the bounds straddle the required gain {pts(t, True)} (min_gain)", nums
 
 
 def _subject_rule(rule: Rule, rows: list[DeltaRow], c: float) -> tuple[str, str, dict[str, Any], list[dict]]:
@@ -236,7 +234,7 @@ def _subject_rule(rule: Rule, rows: list[DeltaRow], c: float) -> tuple[str, str,
             "worst_gain": min((r.gain for r in rows), default=None)}
     if failing:
         failing.sort(key=lambda e: e["gain"])
-        listed = ", ".join(f"{e['subject']} {_fmt(e['delta'])} (n={e['n']}, Holm p={_p(e['p_holm'])})"
+        listed = ", ".join(f"{e['subject']} {pts(e['delta'], True)} (n={e['n']}, Holm p={pval(e['p_holm'])})"
                            for e in failing[:5])
         more = f" and {len(failing) - 5} more" if len(failing) > 5 else ""
         return FAIL, (f"{len(failing)} of {len(rows)} subjects dropped more than {m:.2f} points, significant after "
@@ -248,14 +246,14 @@ def _subject_rule(rule: Rule, rows: list[DeltaRow], c: float) -> tuple[str, str,
     note = f"; {len(small)} subjects too small to detect a {m:.2f}-point drop" if small else ""
     worst = min(rows, key=lambda r: r.gain)
     return PASS, (f"no subject dropped more than {m:.2f} points significantly (Holm over {len(rows)} subjects, "
-                  f"alpha {alpha:.2g}); worst: {worst.subject} {_fmt(worst.delta)}{note}"), nums, small
+                  f"alpha {alpha:.2g}); worst: {worst.subject} {pts(worst.delta, True)}{note}"), nums, small
 
 
 def _noise_flags(rule: Rule, data: TaskData, adapter: str, comparison: Comparison, noise: NoiseFloor) -> list[Flag]:
     entry = noise.lookup(data.kind, data.task, rule.metric)
     if entry is None:
         return []
-    run_fp = task_fingerprint(comparison.meta, data.kind, data.task)
+    run_fp = comparison.meta.fingerprint(data.kind, data.task)
     if not noise.same_version(entry.fingerprint, run_fp):
         return [Flag("noise_floor_version", "warning",
                      f"the noise floor for {data.kind} '{data.task}' in {noise.path} was measured on another prompt or "
@@ -388,24 +386,16 @@ def preflight(policy: Policy, suites: Iterable[str] = (), benches: Iterable[str]
                           f"add {flag} {rule.task}, or mark the rule `optional: true`")
 
 
-def clear_artifacts(run_dir: str | Path) -> None:
-    """Removes old gate artifacts so a failed gate never leaves a stale verdict behind."""
-    for name in ARTIFACTS:
-        (Path(run_dir) / name).unlink(missing_ok=True)
+def apply_gate(run_dir: str | Path, policy_path: str | Path | Policy,
+               noise: str | Path | None = None) -> tuple[Verdict, int]:
+    """Decides a saved run against a policy; writes nothing (see `harness.pipeline.gate_run`).
 
-
-def apply_gate(run_dir: str | Path, policy_path: str | Path | Policy, noise: str | Path | None = None, *,
-               write: bool = True) -> tuple[Verdict, int]:
-    """Decides a saved run against a policy and writes summary.md, junit.xml and verdict.json.
-
-    Reads only the run log (no models, no torch). Call it at the end of
-    `harness compare --policy FILE`, or through `harness gate RUN_DIR --policy FILE`.
+    Reads only the run log (no models, no torch).
 
     Args:
         run_dir: The --out folder of `harness compare`.
         policy_path: Policy YAML file (or an already loaded Policy).
         noise: A `harness calibrate` file; overrides the policy's `noise_floor`.
-        write: Write the three artifacts into `run_dir`.
 
     Returns:
         (verdict, exit code): 0 pass (or allowed inconclusive), 1 fail or blocking inconclusive.
@@ -415,16 +405,10 @@ def apply_gate(run_dir: str | Path, policy_path: str | Path | Policy, noise: str
             evaluated on different items or prompts, or rules the run cannot satisfy.
     """
     policy = policy_path if isinstance(policy_path, Policy) else load_policy(policy_path)
-    if write:
-        clear_artifacts(run_dir)
     noise_path = Path(noise) if noise else policy.noise_floor_path()
     floor = load_noise(noise_path) if noise_path else None
     comparison = Comparison.from_run_dir(run_dir, **policy.comparison_settings())
     verdict = evaluate(comparison, policy, floor)
-    if write:
-        from harness.outputs.ci_files import write_artifacts
-
-        write_artifacts(verdict, run_dir)
     return verdict, verdict.exit_code
 
 

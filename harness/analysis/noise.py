@@ -22,38 +22,30 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.analysis.pairing import IncomparableError
-from harness.log.runlog import read_items, read_meta
+from harness.log.folder import RunFolder
+from harness.log.schema import ItemRecord, RunMeta
 
 SCHEMA = "harness-noise/1"
-AGGREGATE_KEYS = {"suite": "suites", "bench": "bench"}
 # Fingerprint fields that define a prompt/data version; an item-set hash is left out on
 # purpose, since a noise floor measured on a sample still describes the full set.
 VERSION_KEYS = ("version", "data_hash", "prompt_hash", "num_fewshot")
 
 
-def task_fingerprint(meta: dict[str, Any], kind: str, task: str) -> dict[str, Any] | None:
-    """The run's fingerprint of one suite or benchmark (provenance.suites / .benchmarks)."""
-    prov = meta.get("provenance", {})
-    section = prov.get("suites" if kind == "suite" else "benchmarks") or {}
-    fp = section.get(task)
-    return fp if isinstance(fp, dict) else None
-
-
-def _by_task(records: list[dict[str, Any]], model: str) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
-    out: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+def _by_task(records: list[ItemRecord], model: str) -> dict[tuple[str, str], dict[str, ItemRecord]]:
+    out: dict[tuple[str, str], dict[str, ItemRecord]] = {}
     for r in records:
-        if r.get("model") == model:
-            out.setdefault((str(r.get("kind", "suite")), str(r.get("task"))), {})[str(r.get("item_id"))] = r
+        if r.model == model:
+            out.setdefault((r.kind, r.task), {})[str(r.item_id)] = r
     return out
 
 
-def _aggregate(meta: dict[str, Any], kind: str, task: str, model: str, metric: str,
-               lines: list[dict[str, Any]]) -> float | None:
-    agg = meta.get("aggregates", {}).get(AGGREGATE_KEYS.get(kind, kind), {}).get(task, {}).get(model, {})
-    value = agg.get(metric)
-    if isinstance(value, (int, float)):
-        return float(value)
-    vals = [line["scores"][metric] for line in lines if line.get("scores", {}).get(metric) is not None]
+def _aggregate(meta: RunMeta, kind: str, task: str, model: str, metric: str,
+               lines: list[ItemRecord]) -> float | None:
+    agg = meta.aggregates.of(kind).get(task, {}).get(model)
+    value = agg.metric_values().get(metric) if agg is not None else None
+    if value is not None:
+        return value
+    vals = [line.scores[metric] for line in lines if line.scores.get(metric) is not None]
     return sum(vals) / len(vals) if vals else None
 
 
@@ -70,13 +62,14 @@ def drift(first_dir: str | Path, second_dir: str | Path) -> dict[str, Any]:
     Raises:
         IncomparableError: The runs scored different models or items.
     """
-    meta_a, meta_b = read_meta(Path(first_dir)), read_meta(Path(second_dir))
-    models_a, models_b = meta_a.get("models") or [], meta_b.get("models") or []
+    first, second = RunFolder(first_dir), RunFolder(second_dir)
+    meta_a, meta_b = first.read_meta(), second.read_meta()
+    models_a, models_b = meta_a.models, meta_b.models
     if len(models_a) != 1 or models_a != models_b:
         raise IncomparableError(f"calibration runs must score one and the same model, got {models_a} and {models_b}",
                                 "run `harness calibrate` with a single model (and at most one --adapter)")
     model = models_a[0]
-    lines_a, lines_b = _by_task(read_items(Path(first_dir)), model), _by_task(read_items(Path(second_dir)), model)
+    lines_a, lines_b = _by_task(first.read_items(), model), _by_task(second.read_items(), model)
     tasks = []
     for key in lines_a:
         kind, task = key
@@ -86,30 +79,31 @@ def drift(first_dir: str | Path, second_dir: str | Path) -> dict[str, Any]:
                                     "re-run `harness calibrate`; both runs must see the same items")
         ids = list(a)
         metrics: dict[str, dict[str, Any]] = {}
-        names = list(dict.fromkeys(m for i in ids for m in a[i].get("scores", {})))
+        names = list(dict.fromkeys(m for i in ids for m in a[i].scores))
         for m in names:
-            first = _aggregate(meta_a, kind, task, model, m, list(a.values()))
-            second = _aggregate(meta_b, kind, task, model, m, list(b.values()))
-            pairs = [(a[i]["scores"].get(m), b[i].get("scores", {}).get(m)) for i in ids]
+            agg_a = _aggregate(meta_a, kind, task, model, m, list(a.values()))
+            agg_b = _aggregate(meta_b, kind, task, model, m, list(b.values()))
+            pairs = [(a[i].scores.get(m), b[i].scores.get(m)) for i in ids]
             pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
             flips = sum(abs(float(x) - float(y)) > 1e-12 for x, y in pairs)
             metrics[m] = {
-                "first": None if first is None else 100.0 * first,
-                "second": None if second is None else 100.0 * second,
-                "drift_points": None if first is None or second is None else 100.0 * abs(first - second),
+                "first": None if agg_a is None else 100.0 * agg_a,
+                "second": None if agg_b is None else 100.0 * agg_b,
+                "drift_points": None if agg_a is None or agg_b is None else 100.0 * abs(agg_a - agg_b),
                 "flip_share": flips / len(pairs) if pairs else None,
             }
-        changed = sum(a[i].get("prediction") != b[i].get("prediction") for i in ids)
-        tasks.append({"kind": kind, "task": task, "fingerprint": task_fingerprint(meta_a, kind, task),
+        changed = sum(a[i].prediction != b[i].prediction for i in ids)
+        tasks.append({"kind": kind, "task": task, "fingerprint": meta_a.fingerprint(kind, task),
                       "n": len(ids), "prediction_flip_share": changed / len(ids) if ids else None,
                       "metrics": metrics})
-    prov = meta_a.get("provenance", {})
+    prov = meta_a.provenance
+    adapter = prov.adapters.get(model)
     return {
         "schema": SCHEMA,
         "model_name": model,
-        "base_sha256": (prov.get("base") or {}).get("sha256"),
-        "adapter_sha256": ((prov.get("adapters") or {}).get(model) or {}).get("sha256"),
-        "batch_sizes": [prov.get("batch_size"), meta_b.get("provenance", {}).get("batch_size")],
+        "base_sha256": prov.base.get("sha256"),
+        "adapter_sha256": adapter.sha256 if adapter else None,
+        "batch_sizes": [prov.batch_size, meta_b.provenance.batch_size],
         "tasks": tasks,
     }
 

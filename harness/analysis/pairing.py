@@ -3,8 +3,8 @@
 A paired comparison is only meaningful when both models answered the very same items with
 the very same prompts. This module checks that for every task (same item ids, no
 duplicates, the same `prompt_hash` per item — or `doc_hash` for benchmark lines without
-one) and raises `IncomparableError` (exit 2) otherwise. It reads raw JSON (no pandas, no
-torch) because `harness gate` must start fast.
+one) and raises `IncomparableError` (exit 2) otherwise. It reads the typed run log through
+`RunFolder` (no pandas, no torch) because `harness gate` must start fast.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.log.runlog import read_items, read_meta
+from harness.log.folder import RunFolder
+from harness.log.schema import ItemRecord, RunMeta
 
 BASE = "base"
 LEAK_CLEAN = "clean"
@@ -44,7 +45,7 @@ class TaskData:
     kind: str
     task: str
     item_ids: list[str]
-    lines: dict[str, list[dict[str, Any]]]
+    lines: dict[str, list[ItemRecord]]
     metrics: list[str]
     subjects: list[str] | None = None
     clean: np.ndarray | None = None
@@ -63,22 +64,16 @@ class TaskData:
         """Per-item scores of `model` for `metric` (NaN where unscored, e.g. a null judge score)."""
         key = (model, metric)
         if key not in self._score_cache:
-            vals = [line.get("scores", {}).get(metric) for line in self.lines[model]]
+            vals = [line.scores.get(metric) for line in self.lines[model]]
             self._score_cache[key] = np.array([np.nan if v is None else float(v) for v in vals], dtype=float)
         return self._score_cache[key]
 
     def predictions(self, model: str) -> list[str]:
-        return [str(line.get("prediction", "")) for line in self.lines[model]]
+        return [line.prediction for line in self.lines[model]]
 
     def references(self) -> list[list[str]]:
         """Gold answers per item; benchmark lines carry a `target` instead."""
-        out = []
-        for line in self.lines[next(iter(self.lines))]:
-            refs = line.get("references")
-            if not refs and line.get("target") is not None:
-                refs = [str(line["target"])]
-            out.append([str(r) for r in refs or []])
-        return out
+        return [line.gold() for line in self.lines[next(iter(self.lines))]]
 
     def mask(self, subject: str | None = None, subset: str = "all") -> np.ndarray:
         """Boolean item mask for one subject and/or the clean (leak-free) subset."""
@@ -102,7 +97,7 @@ class PairedRun:
     """A run log with every task's lines aligned across models."""
 
     run_dir: Path
-    meta: dict[str, Any]
+    meta: RunMeta
     base: str
     adapters: list[str]
     tasks: dict[tuple[str, str], TaskData]
@@ -113,19 +108,14 @@ class PairedRun:
         return hits[0] if len(hits) == 1 else None
 
 
-def _identity(line: dict[str, Any]) -> Any:
-    """What must agree between models for an item: the exact prompt (or the benchmark doc)."""
-    return line.get("prompt_hash") if line.get("prompt_hash") is not None else line.get("doc_hash")
-
-
 def _short(h: Any) -> str:
     return str(h)[:12] if h is not None else "none"
 
 
-def _index(lines: list[dict[str, Any]], where: str) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
+def _index(lines: list[ItemRecord], where: str) -> dict[str, ItemRecord]:
+    out: dict[str, ItemRecord] = {}
     for line in lines:
-        iid = str(line.get("item_id"))
+        iid = str(line.item_id)
         if iid in out:
             raise IncomparableError(f"{where}: item '{iid}' appears twice",
                                     "the run log is corrupt; re-run the evaluation into a fresh --out folder")
@@ -133,7 +123,7 @@ def _index(lines: list[dict[str, Any]], where: str) -> dict[str, dict[str, Any]]
     return out
 
 
-def _align(kind: str, task: str, per_model: dict[str, list[dict]], base: str, adapters: list[str],
+def _align(kind: str, task: str, per_model: dict[str, list[ItemRecord]], base: str, adapters: list[str],
            run_dir: Path) -> TaskData:
     where = f"{run_dir}: {kind} '{task}'"
     if base not in per_model:
@@ -141,7 +131,7 @@ def _align(kind: str, task: str, per_model: dict[str, list[dict]], base: str, ad
                                 "re-run base and adapters together with `harness compare`")
     base_lines = per_model[base]
     base_index = _index(base_lines, f"{where} ({base})")
-    order = [str(line.get("item_id")) for line in base_lines]
+    order = [str(line.item_id) for line in base_lines]
     aligned = {base: base_lines}
     for name in adapters:
         if name not in per_model:
@@ -160,33 +150,33 @@ def _align(kind: str, task: str, per_model: dict[str, list[dict]], base: str, ad
                                     + ", ".join(parts),
                                     "evaluate both on the same items (same suite version, --limit and data)")
         lines = [idx[i] for i in order]
-        differ = [(i, b, a) for i, b, a in zip(order, base_lines, lines) if _identity(b) != _identity(a)]
+        differ = [(i, b, a) for i, b, a in zip(order, base_lines, lines) if b.identity != a.identity]
         if differ:
             iid, b, a = differ[0]
             raise IncomparableError(
                 f"{where}: {len(differ)} of {len(order)} items were prompted differently for base and '{name}' "
-                f"(e.g. item '{iid}': {_short(_identity(b))} vs {_short(_identity(a))})",
+                f"(e.g. item '{iid}': {_short(b.identity)} vs {_short(a.identity)})",
                 "evaluate both with the same suite/benchmark version and prompt, in one `harness compare`")
         aligned[name] = lines
     metrics: list[str] = []
     seen: set[str] = set()
     for lines in aligned.values():
         for line in lines:
-            for m in line.get("scores", {}):
+            for m in line.scores:
                 if m not in seen:
                     seen.add(m)
                     metrics.append(m)
-    subjects = [str(line.get("subject") or task) for line in base_lines]
+    subjects = [str(line.subject or task) for line in base_lines]
     has_subjects = len(set(subjects)) > 1
-    labelled = any("leak" in line for lines in aligned.values() for line in lines)
+    labelled = any(line.leak is not None for lines in aligned.values() for line in lines)
     clean = None
     if labelled:
-        clean = np.array([all(aligned[m][i].get("leak") == LEAK_CLEAN for m in aligned) for i in range(len(order))])
+        clean = np.array([all(aligned[m][i].leak == LEAK_CLEAN for m in aligned) for i in range(len(order))])
     return TaskData(kind=kind, task=task, item_ids=order, lines=aligned, metrics=metrics,
                     subjects=subjects if has_subjects else None, clean=clean)
 
 
-def load_paired_run(run_dir: str | Path) -> PairedRun:
+def load_paired_run(run_dir: str | Path | RunFolder) -> PairedRun:
     """Reads run.json and items.jsonl and aligns every task's items across models.
 
     Args:
@@ -200,10 +190,11 @@ def load_paired_run(run_dir: str | Path) -> PairedRun:
         IncomparableError: No base or no adapter, or base and an adapter differ in items or
             prompts for some task.
     """
-    run_dir = Path(run_dir)
-    meta = read_meta(run_dir)
-    records = read_items(run_dir)
-    models = list(meta.get("models") or dict.fromkeys(r.get("model") for r in records))
+    folder = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
+    run_dir = folder.path
+    meta = folder.read_meta()
+    records = folder.read_items()
+    models = list(meta.models or dict.fromkeys(r.model for r in records))
     if BASE not in models:
         raise IncomparableError(f"{run_dir} holds only {', '.join(map(str, models)) or 'no models'}: "
                                 "there is no base model to compare against",
@@ -212,10 +203,9 @@ def load_paired_run(run_dir: str | Path) -> PairedRun:
     if not adapters:
         raise IncomparableError(f"{run_dir} holds only the base model: there is nothing to gate",
                                 "evaluate with `harness compare BASE ADAPTER ...`")
-    grouped: dict[tuple[str, str], dict[str, list[dict]]] = {}
+    grouped: dict[tuple[str, str], dict[str, list[ItemRecord]]] = {}
     for rec in records:
-        key = (str(rec.get("kind", "suite")), str(rec.get("task")))
-        grouped.setdefault(key, {}).setdefault(str(rec.get("model")), []).append(rec)
+        grouped.setdefault((rec.kind, rec.task), {}).setdefault(rec.model, []).append(rec)
     kind_order = {"suite": 0, "bench": 1}
     keys = sorted(grouped, key=lambda k: kind_order.get(k[0], 2))  # stable: first appearance within a kind
     tasks = {k: _align(k[0], k[1], grouped[k], BASE, adapters, run_dir) for k in keys}

@@ -31,40 +31,39 @@ def register(app: typer.Typer) -> None:
         """Train one LoRA adapter per seed (and per config with --vs), leak-check, compare, gate, report."""
         from harness.ab import ABConfig, run_ab
         from harness.errors import ConfigError
+        from harness.log.folder import RunFolder
 
         try:
             seed_list = [int(s) for s in seeds.split(",") if s.strip()]
         except ValueError:
             raise ConfigError(f"--seeds {seeds!r} is not a comma-separated list of integers", "pass e.g. --seeds 0,1,2") from None
-        gate_policy = None
-        if policy is not None:
-            from harness.analysis.policy import load_policy
-
-            gate_policy = load_policy(policy)
         cfg = ABConfig(base=base, train=train, out=out, suites=list(suite or []),
                        benches=[b.strip() for v in bench or [] for b in v.split(",") if b.strip()], seeds=seed_list,
                        config=config, vs=vs, overrides={"epochs": epochs, "lr": lr, "rank": rank, "max_steps": max_steps},
                        limit=limit, limit_per_subject=limit_per_subject, num_fewshot=num_fewshot, dtype=dtype,
                        trust_code=list(trust_code or []), force=force, command=["harness", *sys.argv[1:]])
-        meta, code = run_ab(cfg, policy=gate_policy, log=lambda m: typer.echo(m, err=True))
+        meta, code = run_ab(cfg, policy=policy, log=lambda m: typer.echo(m, err=True))
         _print(meta)
-        typer.echo(f"run log: {out / 'run.json'}")
+        typer.echo(f"run log: {RunFolder(out).run_json}")
         if code:
             raise typer.Exit(code)
 
 
-def _print(meta: dict) -> None:
+def _print(meta) -> None:
+    """The per-seed gain table of a `harness.log.schema.RunMeta` with an `ab` summary."""
     from rich.console import Console
     from rich.table import Table
 
-    rows = meta.get("ab", {}).get("summary", [])
+    from harness import fmt
+
+    rows = meta.ab.summary if meta.ab else []
     if not rows:
         return
     table = Table(title="gain over base per seed (points)")
     for col in ("task", "metric", "arm", "seeds", "gains", "mean", "sd"):
         table.add_column(col)
     for r in rows:
-        sd = "-" if r["sd_points"] is None else f"{r['sd_points']:.2f}"
-        table.add_row(r["task"], r["metric"], r["arm"], str(r["seeds"]),
-                      ", ".join(f"{g:+.2f}" for g in r["gains_points"]), f"{r['mean_points']:+.2f}", sd)
+        sd = "-" if r.sd_points is None else fmt.pts(r.sd_points)
+        table.add_row(r.task, r.metric, r.arm, str(r.seeds), ", ".join(fmt.pts(g, True) for g in r.gains_points),
+                      fmt.pts(r.mean_points, True), sd)
     Console().print(table)

@@ -30,14 +30,15 @@ def gate(run_dir: Path = typer.Argument(..., help="Run folder written by `harnes
     Exit codes: 0 pass (or inconclusive allowed by the policy), 1 fail or inconclusive,
     2 error (bad policy, missing run log, base and adapter evaluated on different items).
     """
-    from harness.analysis.gate import apply_gate
+    from harness.log.folder import CI_FILES, RunFolder
+    from harness.pipeline import gate_run
 
-    verdict, code = apply_gate(run_dir, policy, noise)
+    verdict, code = gate_run(run_dir, policy, noise)
     if quiet:
         typer.echo(f"gate: {verdict.verdict.upper()} (exit {code})")
     else:
         _echo_verdict(verdict)
-        typer.echo(f"artifacts: {run_dir / 'summary.md'}, {run_dir / 'junit.xml'}, {run_dir / 'verdict.json'}")
+        typer.echo("artifacts: " + ", ".join(str(RunFolder(run_dir).file(name)) for name in CI_FILES))
     if code:
         raise typer.Exit(code)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -12,7 +11,8 @@ from typing import Any, Callable
 from harness.evaluate.engines.cache import ResultCache, item_key
 from harness.errors import ConfigError
 from harness.hashing import sha256_bytes, sha256_json
-from harness.log.runlog import RUN_FILE, write_run
+from harness.log.folder import RunFolder
+from harness.log.schema import RunMeta
 
 
 @dataclass
@@ -59,15 +59,11 @@ def default_cache_path() -> Path:
 
 def _check_out_dir(cfg: RunConfig) -> None:
     """Refuse to replace a finished run of something else: results are never silently lost."""
-    existing = cfg.out / RUN_FILE
+    folder = RunFolder(cfg.out)
     if cfg.out.exists() and not cfg.out.is_dir():
         raise ConfigError(f"--out {cfg.out} is a file", "pass a folder path")
-    if existing.is_file() and not cfg.force:
-        try:
-            old = json.loads(existing.read_text()).get("spec")
-        except ValueError:
-            old = None
-        if old != cfg.spec():
+    if folder.has_run() and not cfg.force:
+        if folder.read_spec() != cfg.spec():
             raise ConfigError(f"{cfg.out} already holds a run of other models/suites/settings",
                               "choose another --out folder, or pass --force to replace it")
 
@@ -165,7 +161,7 @@ def evaluate_suite(bundle, suite, model_names: list[str], limit: int | None, bat
     return records, aggregates
 
 
-def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> dict[str, Any]:
+def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> RunMeta:
     """Validate everything cheap, load models once, evaluate, write the run log; returns run.json."""
     from harness.evaluate import models
     from harness.evaluate.metrics import get_metric
@@ -265,7 +261,7 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> dict[s
     for s in suites:
         for m in map(get_metric, s.metric_names):
             metric_info[m.name] = {"higher_is_better": m.higher_is_better, "corpus_level": m.corpus_level}
-    meta = {
+    meta = RunMeta.model_validate({
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": cfg.command,
         "spec": cfg.spec(),
@@ -296,8 +292,8 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> dict[s
         **cfg.extra_meta,
         "timing": {"load_s": round(load_s, 2), "total_s": round(time.time() - started, 2),
                    "items_computed": stats["computed"], "items_cached": stats["cached"]},
-    }
-    write_run(cfg.out, meta, records)
+    })
+    RunFolder(cfg.out).write_run(meta, records)
     return meta
 
 

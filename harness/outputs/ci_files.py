@@ -1,4 +1,4 @@
-"""CI artifacts of a gate, written next to the run log: summary.md, junit.xml, verdict.json.
+"""CI files of a gate, written next to the run log: summary.md, junit.xml, verdict.json.
 
 All three render the same `Verdict` (and its `Comparison`), so they cannot disagree.
 summary.md is GitHub-flavoured Markdown for `$GITHUB_STEP_SUMMARY` or a PR comment;
@@ -13,13 +13,13 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from harness.outputs.report.fmt import mde as _mde
-from harness.outputs.report.fmt import pts as _f
-from harness.outputs.report.fmt import pval as _p
 from harness.analysis.comparison import Comparison, DeltaRow
 from harness.analysis.gate import FAIL, INCONCLUSIVE, PASS, SKIPPED, Verdict
+from harness.fmt import mde as _mde
+from harness.fmt import pts as _f
+from harness.fmt import pval as _p
+from harness.log.folder import JUNIT, SUMMARY, VERDICT, RunFolder
 
-SUMMARY, JUNIT, VERDICT = "summary.md", "junit.xml", "verdict.json"
 FLIPS_PER_TASK = 5
 WEAKEST_SUBJECTS = 10
 _ICON = {PASS: "✅", FAIL: "❌", INCONCLUSIVE: "⚠️", SKIPPED: "⏭️"}
@@ -132,39 +132,15 @@ def render_junit(verdict: Verdict) -> str:
 
 def render_verdict_json(verdict: Verdict) -> str:
     """verdict.json: verdict, exit code, rules with numbers, flags and the task-level deltas."""
-
-    def clean(x: Any) -> Any:
-        if isinstance(x, float) and x != x:  # NaN is not JSON
-            return None
-        if isinstance(x, dict):
-            return {k: clean(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return [clean(v) for v in x]
-        if hasattr(x, "item") and callable(x.item):  # numpy scalars
-            return clean(x.item())
-        return x
-
-    return json.dumps(clean(verdict.to_dict()), indent=2, ensure_ascii=False, default=str) + "\n"
+    return verdict.to_doc().to_json()
 
 
-def _write(path: Path, text: str) -> None:
-    # Write-then-rename: CI never uploads a half-written verdict.
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def write_artifacts(verdict: Verdict, out_dir: str | Path) -> dict[str, Path]:
+def write_ci_files(verdict: Verdict, out_dir: str | os.PathLike) -> dict[str, Path]:
     """Writes summary.md, junit.xml and verdict.json into `out_dir` (atomically, each).
 
     Returns:
         name -> path of each file written.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for name, text in ((SUMMARY, render_summary(verdict)), (JUNIT, render_junit(verdict)),
-                       (VERDICT, render_verdict_json(verdict))):
-        paths[name] = out_dir / name
-        _write(paths[name], text)
-    return paths
+    folder = RunFolder(out_dir)
+    return {name: folder.write_text(name, text) for name, text in
+            ((SUMMARY, render_summary(verdict)), (JUNIT, render_junit(verdict)), (VERDICT, render_verdict_json(verdict)))}

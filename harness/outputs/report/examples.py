@@ -20,7 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.outputs.report import fmt
+from harness import fmt
+from harness.log.schema import ItemRecord
 from harness.outputs.report.diff import word_diff
 
 _LEAK_RANK = {"clean": 0, "suspect": 1, "contaminated": 2}
@@ -53,7 +54,7 @@ class _Task:
     kind: str
     name: str
     item_ids: list[str]
-    lines: dict[str, list[dict[str, Any] | None]]
+    lines: dict[str, list[ItemRecord | None]]
     metrics: list[str]
     primary: str | None
 
@@ -63,12 +64,11 @@ def _tasks_from_comparison(comp: Any) -> list[_Task]:
             for d in comp.tasks()]
 
 
-def _tasks_from_items(items: list[dict[str, Any]], models: list[str]) -> list[_Task]:
+def _tasks_from_items(items: list[ItemRecord], models: list[str]) -> list[_Task]:
     """Groups a run without a comparison by task, aligned on the first model that has the task."""
-    grouped: dict[tuple[str, str], dict[str, dict[str, dict[str, Any]]]] = {}
+    grouped: dict[tuple[str, str], dict[str, dict[str, ItemRecord]]] = {}
     for r in items:
-        key = (str(r.get("kind", "suite")), str(r.get("task")))
-        grouped.setdefault(key, {}).setdefault(str(r.get("model")), {}).setdefault(str(r.get("item_id")), r)
+        grouped.setdefault((r.kind, r.task), {}).setdefault(r.model, {}).setdefault(str(r.item_id), r)
     out = []
     for (kind, task), per_model in grouped.items():
         order = list(next(iter(per_model.values())))
@@ -76,28 +76,19 @@ def _tasks_from_items(items: list[dict[str, Any]], models: list[str]) -> list[_T
         for lines in per_model.values():
             order += [i for i in lines if i not in seen and not seen.add(i)]
         metrics = list(dict.fromkeys(m for lines in per_model.values() for r in lines.values()
-                                     for m in (r.get("scores") or {})))
+                                     for m in r.scores))
         lines = {m: [per_model[m].get(i) for i in order] for m in models if m in per_model}
         out.append(_Task(kind, task, order, lines, metrics, metrics[0] if metrics else None))
     return out
-
-
-def _text(value: Any) -> str:
-    return "" if value is None else str(value)
 
 
 def _cut(text: str, cap: int) -> str:
     return text if len(text) <= cap else text[:cap] + "…"
 
 
-def _refs(line: dict[str, Any], cap: int) -> list[str]:
+def _refs(line: ItemRecord, cap: int) -> list[str]:
     """Distinct references in order (SQuAD repeats its answers), each cut to `cap`."""
-    refs = line.get("references")
-    if not refs and line.get("target") is not None:
-        refs = [line["target"]]
-    if isinstance(refs, str):
-        refs = [refs]
-    return [_cut(r, cap) for r in dict.fromkeys(_text(r) for r in refs or [])][:MAX_REFERENCES]
+    return [_cut(r, cap) for r in dict.fromkeys(line.gold())][:MAX_REFERENCES]
 
 
 def text_cap(n_texts: int) -> int:
@@ -105,23 +96,14 @@ def text_cap(n_texts: int) -> int:
     return max(MIN_CAP, min(MAX_CAP, TEXT_BUDGET // max(n_texts, 1)))
 
 
-def _scores(line: dict[str, Any] | None, metrics: list[str]) -> list[str | None]:
-    scores = (line or {}).get("scores") or {}
-    out = []
-    for m in metrics:
-        v = scores.get(m)
-        out.append(None if not isinstance(v, (int, float)) or isinstance(v, bool) else fmt.pts(float(v) * 100))
-    return out
+def _scores(line: ItemRecord | None, metrics: list[str]) -> list[str | None]:
+    scores = line.scores if line is not None else {}
+    return [None if scores.get(m) is None else fmt.pts(scores[m] * 100) for m in metrics]
 
 
-def _leak(lines: list[dict[str, Any] | None]) -> str | None:
-    labels = [str(line["leak"]) for line in lines if line and line.get("leak") is not None]
+def _leak(lines: list[ItemRecord | None]) -> str | None:
+    labels = [line.leak for line in lines if line and line.leak is not None]
     return max(labels, key=lambda lab: _LEAK_RANK.get(lab, 0)) if labels else None
-
-
-def _higher_is_better(meta: dict[str, Any], metric: str) -> bool:
-    # The same rule as Comparison.metric_info: unknown metrics (judges) are higher-better.
-    return bool(((meta.get("metrics") or {}).get(metric) or {}).get("higher_is_better", True))
 
 
 def explorer(view: Any) -> Explorer | None:
@@ -147,24 +129,22 @@ def explorer(view: Any) -> Explorer | None:
             per = [t.lines[m][i] if m in t.lines else None for m in models]
             first = next(line for line in per if line)
             rec: dict[str, Any] = {"t": t_idx, "i": iid, "r": _refs(first, cap), "o": []}
-            if first.get("subject") and first.get("subject") != t.name:
-                rec["s"] = str(first["subject"])
+            if first.subject and first.subject != t.name:
+                rec["s"] = first.subject
             leak = _leak(per)
             if leak:
                 rec["l"] = leak
                 labels.add(leak)
-            base_text = _cut(_text(per[0].get("prediction")), cap) if comp and per[0] else None
+            base_text = _cut(per[0].prediction, cap) if comp and per[0] else None
             for m, line in zip(models, per, strict=True):
                 out: dict[str, Any] = {"p": None, "c": _scores(line, t.metrics)}
                 if line is not None:
-                    full = _text(line.get("prediction"))
+                    full = line.prediction
                     out["p"] = _cut(full, cap)
                     if len(full) > cap:
                         out["x"] = len(full)  # the page says the text was cut, and how long it was
                         cut += 1
-                rationales = (line or {}).get("rationales")
-                if isinstance(rationales, dict):
-                    kept = {str(k): _cut(_text(v), RATIONALE_CAP) for k, v in rationales.items() if v}
+                    kept = {k: _cut(v, RATIONALE_CAP) for k, v in line.judge_rationales().items()}
                     if kept:
                         out["j"] = kept
                 if comp is not None and m != comp.base and line is not None:
@@ -179,7 +159,7 @@ def explorer(view: Any) -> Explorer | None:
     payload = {"models": models, "base": index.get(comp.base) if comp else None,
                "adapters": [index[a] for a in comp.adapters] if comp else [],
                "tasks": [{"name": t.name, "kind": t.kind, "metrics": t.metrics, "primary": t.primary,
-                          "hib": [_higher_is_better(view.meta, m) for m in t.metrics]} for t in tasks],
+                          "hib": [view.meta.metric_info(m).higher_is_better for m in t.metrics]} for t in tasks],
                "items": items}
     ordered = [lab for lab in _LEAK_RANK if lab in labels] + sorted(labels - set(_LEAK_RANK))
     return Explorer(payload=payload, tasks=counts, leak_labels=ordered, regressions=len(drops), cap=cap, cut=cut)

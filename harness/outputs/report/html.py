@@ -10,10 +10,8 @@ network access at all, inline styles, `data:` images and exactly one script: our
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
-import os
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -22,12 +20,13 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
+from harness import fmt
 from harness.errors import HarnessError
-from harness.outputs.report import fmt, svg
+from harness.log.folder import REPORT, RunFolder, atomic_write
+from harness.outputs.report.svg import delta_bars, histogram, line_chart
 from harness.outputs.report.view import ReportView, build_view
 
 TEMPLATES = Path(__file__).with_name("templates")
-REPORT_FILE = "report.html"
 FLIP_TEXT = 240  # characters of an output shown in the flips table (the examples show all)
 
 
@@ -74,12 +73,11 @@ def _env() -> Environment:
                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.filters.update(pts=fmt.pts, pval=fmt.pval, seconds=fmt.seconds, clip=_clip)
     env.globals.update(
-        subject_chart=lambda c: svg.delta_bars(c.rows, lambda r: r.subject,
-                                               f"{c.task}: delta of {c.metric} per subject"),
-        bench_chart=lambda f: svg.delta_bars([h.row for h in f.rows], lambda r: f"{r.task} {r.metric}",
-                                             f"benchmark deltas of {f.adapter}", label_width=160),
+        subject_chart=lambda c: delta_bars(c.rows, lambda r: r.subject, f"{c.task}: delta of {c.metric} per subject"),
+        bench_chart=lambda f: delta_bars([h.row for h in f.rows], lambda r: f"{r.task} {r.metric}",
+                                         f"benchmark deltas of {f.adapter}", label_width=160),
         loss_chart=_loss_chart,
-        hist=lambda samples, title, unit: svg.histogram(samples, title, unit),
+        hist=lambda samples, title, unit: histogram(samples, title, unit),
     )
     return env
 
@@ -87,7 +85,7 @@ def _env() -> Environment:
 def _loss_chart(panel: Any) -> Markup:
     series = [("train loss", [(p.step, p.loss) for p in panel.curve if p.loss is not None], False),
               ("val loss", [(p.step, p.val_loss) for p in panel.curve if p.val_loss is not None], True)]
-    return svg.line_chart([s for s in series if s[1]], "training loss per step")
+    return line_chart([s for s in series if s[1]], "training loss per step")
 
 
 def _sections(view: ReportView) -> list[tuple[str, str]]:
@@ -107,7 +105,7 @@ def _sections(view: ReportView) -> list[tuple[str, str]]:
 
 
 def _title(view: ReportView) -> str:
-    base = (view.meta.get("spec") or {}).get("base")
+    base = view.meta.spec.base
     if view.comparison is not None:
         return f"{', '.join(view.adapters)} vs {view.base}" + (f" ({base})" if base else "")
     return f"{base or ', '.join(view.models) or 'run'}: scores"
@@ -131,9 +129,9 @@ def render_html(view: ReportView) -> str:
 
 def _target(run_dir: Path, out: str | Path | None) -> Path:
     if out is None:
-        return run_dir / REPORT_FILE
+        return RunFolder(run_dir).report_html
     out = Path(out)
-    return out / REPORT_FILE if out.is_dir() else out
+    return out / REPORT if out.is_dir() else out
 
 
 def write_report(view: ReportView, out: str | Path) -> Path:
@@ -144,15 +142,11 @@ def write_report(view: ReportView, out: str | Path) -> Path:
     """
     out = Path(out)
     # Lone surrogates (undecodable bytes in a model output) cannot be UTF-8: write '?'.
-    data = render_html(view).encode("utf-8", "replace")
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    text = render_html(view).encode("utf-8", "replace").decode("utf-8")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(data)
-        os.replace(tmp, out)
+        atomic_write(out, [text])
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
         raise HarnessError(f"cannot write the report to {out} ({exc.strerror or exc})",
                            "pass --out with a writable file or folder") from None
     return out

@@ -9,12 +9,17 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from harness import fmt
 from harness.analysis.comparison import POINTS, Comparison, DeltaRow, Flip
-from harness.outputs.report import fmt
+from harness.errors import RunLogError
+from harness.log.folder import LEAKS, RunFolder
+from harness.log.schema import ItemRecord, LeakSummary
+from harness.outputs.report.rows import HeadlineRow
 from harness.outputs.report.training import training_panels
 
 FLIPS_SHOWN = 25
@@ -41,7 +46,7 @@ class Forgetting:
     """General-ability benchmarks for one adapter."""
 
     adapter: str
-    rows: list[Any]  # HeadlineRow of every benchmark task and metric
+    rows: list[HeadlineRow]  # every benchmark task and metric
     charts: list[SubjectChart]
 
 
@@ -139,8 +144,8 @@ class LeakDelta:
     """A task/metric's delta on all items and on the clean (leak-free) items only."""
 
     adapter: str
-    full: Any  # HeadlineRow
-    clean: Any  # HeadlineRow or None when no item is clean
+    full: HeadlineRow
+    clean: HeadlineRow | None  # None when no item is clean
 
 
 @dataclass
@@ -154,54 +159,47 @@ class LeakPanel:
     evidence_file: bool
 
 
-def _labels_from_items(items: list[dict[str, Any]]) -> dict[tuple[str, str, str], str]:
+def _labels_from_items(items: list[ItemRecord]) -> dict[tuple[str, str, str], str]:
     """(kind, task, item_id) -> worst label any model's line carries."""
     out: dict[tuple[str, str, str], str] = {}
     for r in items:
-        lab = r.get("leak")
-        if lab is None:
+        if r.leak is None:
             continue
-        key = (str(r.get("kind", "suite")), str(r.get("task")), str(r.get("item_id")))
-        if key not in out or _LEAK_RANK.get(str(lab), 0) > _LEAK_RANK.get(out[key], 0):
-            out[key] = str(lab)
+        key = (r.kind, r.task, str(r.item_id))
+        if key not in out or _LEAK_RANK.get(r.leak, 0) > _LEAK_RANK.get(out[key], 0):
+            out[key] = r.leak
     return out
 
 
 def _read_evidence(view: Any) -> tuple[list[dict[str, Any]], int, bool]:
     """Flagged items of leaks.jsonl: RUN_DIR/leaks.jsonl, or run.json's `leaks.file` (relative to RUN_DIR)."""
-    named = (view.meta.get("leaks") or {}).get("file") if isinstance(view.meta.get("leaks"), dict) else None
-    path = view.run_dir / (str(named) if named else "leaks.jsonl")
-    if not path.is_file():
+    folder = RunFolder(view.run_dir)
+    named = view.meta.leaks.file if view.meta.leaks else None
+    path = Path(named) if named else Path(LEAKS)
+    if not (folder.path / path).is_file():
         return [], 0, False
-    flagged = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue  # evidence is a courtesy: a torn line must not stop the report
-            if isinstance(rec, dict) and rec.get("label", "clean") != "clean":
-                flagged.append(rec)
-    flagged.sort(key=lambda r: -_LEAK_RANK.get(str(r.get("label")), 0))
+    try:
+        records = folder.read_leaks(path)
+    except RunLogError:
+        return [], 0, True  # evidence is a courtesy: a torn file must not stop the report
+    flagged = [r for r in records if r.label != "clean"]
+    flagged.sort(key=lambda r: -_LEAK_RANK.get(r.label, 0))
     shown = []
     for rec in flagged[:LEAK_EVIDENCE_ITEMS]:
-        ev = [e for e in rec.get("evidence") or [] if isinstance(e, dict)][:LEAK_EVIDENCE_PER_ITEM]
-        shown.append({"task": rec.get("task"), "item_id": rec.get("item_id"), "label": rec.get("label"),
-                      "evidence": [{k: v for k, v in e.items() if k != "item_tokens"} for e in ev]})
+        ev = rec.evidence[:LEAK_EVIDENCE_PER_ITEM]
+        shown.append({"task": rec.task, "item_id": rec.item_id, "label": rec.label,
+                      "evidence": [e.model_dump(exclude={"item_tokens"}, exclude_unset=True) for e in ev]})
     return shown, len(flagged), True
 
 
 def leaks(view: Any) -> LeakPanel | None:
-    summary = view.meta.get("leaks")
+    summary = view.meta.leaks
     labels = _labels_from_items(view.items)
-    if not isinstance(summary, dict) and not labels:
+    if summary is None and not labels:
         return None
-    summary = summary if isinstance(summary, dict) else {}
-    counts = []
-    for task, c in (summary.get("counts") or {}).items():
-        if isinstance(c, dict):
-            counts.append(LeakCount(task, str(c.get("kind", "")), int(c.get("n") or 0),
-                                    {lab: int(c.get(lab) or 0) for lab in LEAK_LABELS}))
+    summary = summary or LeakSummary()
+    counts = [LeakCount(task, c.kind, c.n, {lab: getattr(c, lab) for lab in LEAK_LABELS})
+              for task, c in summary.counts.items()]
     if not counts and labels:
         per: dict[tuple[str, str], dict[str, int]] = {}
         for (kind, task, _), lab in labels.items():
@@ -211,8 +209,6 @@ def leaks(view: Any) -> LeakPanel | None:
     deltas = []
     comp = view.comparison
     if comp is not None:
-        from harness.outputs.report.view import HeadlineRow
-
         for h in view.headline:
             data = comp.task(h.row.task, h.row.kind)
             if data is None or data.clean is None:
@@ -220,8 +216,7 @@ def leaks(view: Any) -> LeakPanel | None:
             clean = comp.row(h.row.adapter, h.row.task, h.row.metric, kind=h.row.kind, subset="clean")
             deltas.append(LeakDelta(h.row.adapter, h, HeadlineRow.of(clean) if clean else None))
     evidence, total, has_file = _read_evidence(view)
-    training = summary.get("training") if isinstance(summary.get("training"), dict) else {}
-    return LeakPanel(label_rule=summary.get("label_rule"), training_sha256=training.get("sha256"), counts=counts,
+    return LeakPanel(label_rule=summary.label_rule, training_sha256=summary.training.get("sha256"), counts=counts,
                      deltas=deltas, evidence=evidence, evidence_total=total, evidence_file=has_file)
 
 
@@ -269,20 +264,19 @@ def _change(new: float | None, old: float | None, digits: int = 1) -> str:
 
 def cost(view: Any) -> list[CostTask]:
     """Latency, new tokens and output length per generative task (benchmarks score, not generate)."""
-    grouped: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    grouped: dict[str, dict[str, list[ItemRecord]]] = {}
     for r in view.items:
-        if r.get("kind", "suite") != "suite":
-            continue
-        grouped.setdefault(str(r.get("task")), {}).setdefault(str(r.get("model")), []).append(r)
+        if r.kind == "suite":
+            grouped.setdefault(r.task, {}).setdefault(r.model, []).append(r)
     out = []
     base = view.base or (view.models[0] if view.models else None)
     for task, per_model in grouped.items():
         stats = {}
         for model in [m for m in view.models if m in per_model]:
             lines = per_model[model]
-            lat = [float(r["latency_s"]) for r in lines if isinstance(r.get("latency_s"), (int, float))]
-            tok = [float(r["new_tokens"]) for r in lines if isinstance(r.get("new_tokens"), (int, float))]
-            chars = [float(len(str(r.get("prediction", "")))) for r in lines]
+            lat = [r.latency_s for r in lines if r.latency_s is not None]
+            tok = [float(r.new_tokens) for r in lines if r.new_tokens is not None]
+            chars = [float(len(r.prediction)) for r in lines]
             stats[model] = (len(lines), lat, tok, chars)
         if not any(s[1] or s[2] for s in stats.values()):
             continue
@@ -342,16 +336,17 @@ def _pretty(v: Any, limit: int = 20_000) -> str:
 
 
 def provenance(view: Any) -> Provenance:
-    meta, prov = view.meta, view.meta.get("provenance") or {}
-    cmd = meta.get("command")
-    run = [("created", _s(meta.get("created", "")))]
-    if cmd:
-        run.append(("command", shlex.join(map(str, cmd)) if isinstance(cmd, list) else str(cmd)))
+    meta = view.meta
+    raw = meta.model_dump(mode="json", exclude_unset=True)  # listed as written, unknown keys too
+    prov = raw.get("provenance") or {}
+    run = [("created", meta.created)]
+    if meta.command:
+        run.append(("command", shlex.join(meta.command)))
     run.append(("run folder", str(view.run_dir)))
     for key in ("seed", "batch_size"):
         if key in prov:
             run.append((key.replace("_", " "), _s(prov[key])))
-    spec = meta.get("spec") or {}
+    spec = raw.get("spec") or {}
     run += [(k.replace("_", " "), _s(spec[k])) for k in ("dtype", "limit", "limit_per_subject", "num_fewshot")
             if spec.get(k) is not None]
     if view.comparison is not None:
@@ -359,7 +354,7 @@ def provenance(view: Any) -> Provenance:
         run.append(("comparison", f"one-sided {st['confidence']:.0%} bounds, paired bootstrap {st['resamples']} "
                                   f"resamples, {st['permutations']} permutations, seed {st['seed']} "
                                   f"(settings from {st['source']})"))
-    timing = meta.get("timing") or {}
+    timing = raw.get("timing") or {}
     if timing:
         run.append(("timing", ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in timing.items())))
     code = _pairs(prov.get("code") or {}) + _pairs(prov.get("libraries") or {}) + _pairs(prov.get("machine") or {})
@@ -380,7 +375,7 @@ def provenance(view: Any) -> Provenance:
                 b["tasks"] = f"{len(b['tasks'])} tasks ({', '.join(b['tasks'][:3])}, …)"
             data.append((f"benchmark {name}", _pairs(b)))
     other = [(k, _pretty(v)) for k, v in prov.items() if k not in _SKIP_PROVENANCE]
-    other += [(k, _pretty(v)) for k, v in meta.items() if k not in _KNOWN_META]
+    other += [(k, _pretty(v)) for k, v in raw.items() if k not in _KNOWN_META]
     return Provenance(run=run, code=code, models=models, data=data, other=other)
 
 
@@ -395,7 +390,7 @@ def add_panels(view: Any) -> None:
         "forgetting": forgetting(view),
         "flips": flips(view),
         "leaks": leaks(view),
-        "training": training_panels(view.meta.get("training")),
+        "training": training_panels(view.meta.training),
         "cost": cost(view),
         "provenance": provenance(view),
         "explorer": explorer(view),

@@ -13,7 +13,7 @@ from typing import Iterable, Sequence
 
 from markupsafe import Markup
 
-from harness.outputs.report import fmt
+from harness import fmt
 
 # Colours match report.css: better, worse, their "bounds include 0" variants, and neutral.
 GOOD, BAD, GOOD_WEAK, BAD_WEAK, FLAT = "#1a7f37", "#cf222e", "#8fd19e", "#f4a3a8", "#8c959f"

@@ -2,9 +2,10 @@
 
 Every number about a base-vs-adapter difference comes from one `harness.analysis.comparison.Comparison`
 (the object summary.md, verdict.json and the gate read) and is formatted by
-`harness.outputs.report.fmt`, so the HTML report cannot disagree with summary.md. When the folder has
-a verdict.json, the comparison is computed with the gate's settings (confidence, bootstrap
-resamples and seed) and checked against the deltas the gate saw.
+`harness.fmt`, so the HTML report cannot disagree with summary.md. When the folder has
+a verdict.json, the comparison is computed with the gate's settings as verdict.json records
+them (confidence, bootstrap resamples and seed; the policy file is not re-read) and checked
+against the deltas the gate saw.
 
 A run without a base or without adapters (`harness run`) has no comparison: the view then
 holds per-model scores, examples, cost and provenance only.
@@ -12,35 +13,21 @@ holds per-model scores, examples, cost and provenance only.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.analysis.comparison import Comparison, DeltaRow, Flag
-from harness.errors import RunLogError
+from harness import fmt
+from harness.analysis.comparison import Comparison, Flag
 from harness.analysis.pairing import BASE
-from harness.outputs.report import fmt
-from harness.outputs.report.fmt import Cells, Tone
-from harness.log.runlog import read_items, read_meta
+from harness.errors import RunLogError
+from harness.log.folder import RUN, VERDICT, RunFolder
+from harness.log.schema import ItemRecord, RuleDoc, RunMeta, VerdictDoc
+from harness.outputs.report.rows import HeadlineRow
 
-VERDICT_FILE = "verdict.json"
 _RULE_ORDER = {"fail": 0, "inconclusive": 1, "skipped": 2, "pass": 3}
-
-
-@dataclass(frozen=True)
-class HeadlineRow:
-    """A `DeltaRow` (the very object of `Comparison.rows`) with its printed cells and tone."""
-
-    row: DeltaRow
-    cells: Cells
-    tone: Tone
-
-    @classmethod
-    def of(cls, row: DeltaRow) -> "HeadlineRow":
-        return cls(row, fmt.cells(row), fmt.tone(row))
 
 
 @dataclass(frozen=True)
@@ -78,7 +65,7 @@ class VerdictInfo:
         exit_code: The gate's exit code, None when not gated.
         policy: The policy file the gate used.
         created: When the gate ran.
-        rules: verdict.json rules (name, status, reason, blocking), failing ones first.
+        rules: verdict.json rules, failing ones first.
         notes: Warnings about the verdict itself (older than the run, other numbers).
     """
 
@@ -86,7 +73,7 @@ class VerdictInfo:
     exit_code: int | None = None
     policy: str | None = None
     created: str | None = None
-    rules: list[dict[str, Any]] = field(default_factory=list)
+    rules: list[RuleDoc] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -118,7 +105,7 @@ class ReportView:
     """
 
     run_dir: Path
-    meta: dict[str, Any]
+    meta: RunMeta
     models: list[str]
     comparison: Comparison | None
     settings: dict[str, Any]
@@ -127,7 +114,7 @@ class ReportView:
     headline: list[HeadlineRow]
     scores: list[ScoreRow]
     preferences: list[Preference]
-    items: list[dict[str, Any]]
+    items: list[ItemRecord]
     panels: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -145,71 +132,48 @@ class ReportView:
 # --------------------------------------------------------------------------- settings
 
 
-def _load_policy(policy: Any):
-    from harness.analysis.policy import Policy, load_policy
-
-    return policy if isinstance(policy, Policy) else load_policy(policy)
-
-
-def resolve_settings(run_dir: Path, policy: Any = None, verdict: dict[str, Any] | None = None) -> dict[str, Any]:
+def resolve_settings(policy: Any = None, verdict: VerdictDoc | None = None) -> dict[str, Any]:
     """Comparison settings: the given policy's, else the gate's (verdict.json), else defaults.
 
     Returns:
         Keyword arguments for `Comparison` plus "source" (a sentence saying where they came from).
     """
     if policy is not None:
-        p = _load_policy(policy)
+        from harness.analysis.policy import Policy, load_policy
+
+        p = policy if isinstance(policy, Policy) else load_policy(policy)
         return {**p.comparison_settings(), "source": f"policy {p.source or '(in memory)'}"}
-    if verdict:
-        path = verdict.get("policy")
-        if path and Path(path).is_file():
-            try:
-                return {**_load_policy(path).comparison_settings(), "source": f"policy {path} (from {VERDICT_FILE})"}
-            except Exception:  # an edited or broken policy must not stop the report
-                pass
-        out: dict[str, Any] = {}
-        if isinstance(verdict.get("confidence"), (int, float)):
-            out["confidence"] = float(verdict["confidence"])
-        boot = verdict.get("bootstrap")
-        if isinstance(boot, dict):
-            out.update({k: int(boot[k]) for k in ("resamples", "permutations", "seed") if k in boot})
-        if out:
-            return {**out, "source": f"{VERDICT_FILE}"}
+    settings = verdict.comparison_settings() if verdict is not None else {}
+    if settings:
+        return {**settings, "source": VERDICT}
     return {"source": "defaults (not gated)"}
 
 
-def _read_verdict(run_dir: Path) -> tuple[dict[str, Any] | None, list[str]]:
-    path = run_dir / VERDICT_FILE
-    if not path.is_file():
-        return None, []
+def _read_verdict(folder: RunFolder) -> tuple[VerdictDoc | None, list[str]]:
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        return None, [f"{VERDICT_FILE} is not valid JSON ({exc}); the verdict is not shown"]
-    if not isinstance(doc, dict) or "verdict" not in doc:
-        return None, [f"{VERDICT_FILE} has no verdict; it is not shown"]
+        doc = folder.read_verdict()
+    except RunLogError as exc:  # a broken verdict must not stop the report
+        return None, [f"{exc.message}; the verdict is not shown"]
     notes = []
-    run_json = run_dir / "run.json"
-    if run_json.is_file() and os.path.getmtime(path) < os.path.getmtime(run_json):
-        notes.append(f"{VERDICT_FILE} is older than run.json: the run was redone after the gate; "
+    if doc is not None and folder.has_run() and os.path.getmtime(folder.verdict_json) < os.path.getmtime(folder.run_json):
+        notes.append(f"{VERDICT} is older than {RUN}: the run was redone after the gate; "
                      "re-run `harness gate` for a current verdict")
     return doc, notes
 
 
-def _verdict_info(doc: dict[str, Any] | None, notes: list[str]) -> VerdictInfo:
+def _verdict_info(doc: VerdictDoc | None, notes: list[str]) -> VerdictInfo:
     if doc is None:
         return VerdictInfo(status="not gated", notes=notes)
-    rules = [r for r in doc.get("rules") or [] if isinstance(r, dict)]
-    rules.sort(key=lambda r: _RULE_ORDER.get(str(r.get("status")), 4))
-    return VerdictInfo(status=str(doc.get("verdict")), exit_code=doc.get("exit_code"), policy=doc.get("policy"),
-                       created=doc.get("created"), rules=rules, notes=notes)
+    rules = sorted(doc.rules, key=lambda r: _RULE_ORDER.get(r.status, 4))
+    return VerdictInfo(status=doc.verdict, exit_code=doc.exit_code, policy=doc.policy, created=doc.created,
+                       rules=rules, notes=notes)
 
 
-def _check_against_verdict(comparison: Comparison, doc: dict[str, Any]) -> list[str]:
+def _check_against_verdict(comparison: Comparison, doc: VerdictDoc) -> list[str]:
     """Sentences naming deltas that differ from the gate's (a changed run or other settings)."""
     mine = {(r.adapter, r.kind, r.task, r.metric): r for r in comparison.rows}
     moved, bounds = [], []
-    for d in doc.get("deltas") or []:
+    for d in doc.deltas:
         key = (d.get("adapter"), d.get("kind"), d.get("task"), d.get("metric"))
         r = mine.get(key)
         if r is None:
@@ -220,10 +184,10 @@ def _check_against_verdict(comparison: Comparison, doc: dict[str, Any]) -> list[
             bounds.append("/".join(map(str, key[2:])))
     out = []
     if moved:
-        out.append(f"{VERDICT_FILE} was computed on other results ({', '.join(moved[:5])} moved): "
+        out.append(f"{VERDICT} was computed on other results ({', '.join(moved[:5])} moved): "
                    "re-run `harness gate` on this run")
     if bounds:
-        out.append(f"bounds differ from {VERDICT_FILE} ({', '.join(bounds[:5])}): pass the gate's policy "
+        out.append(f"bounds differ from {VERDICT} ({', '.join(bounds[:5])}): pass the gate's policy "
                    "with `harness report --policy FILE`")
     return out
 
@@ -237,18 +201,14 @@ def _close(a: Any, b: float | None) -> bool:
 # --------------------------------------------------------------------------- rows
 
 
-def _single_scores(meta: dict[str, Any]) -> list[ScoreRow]:
+def _single_scores(meta: RunMeta) -> list[ScoreRow]:
     out = []
-    for section, tasks in (meta.get("aggregates") or {}).items():
-        kind = "bench" if section == "bench" else "suite"
-        for task, per_model in (tasks or {}).items():
-            for model, agg in (per_model or {}).items():
-                for metric, value in (agg or {}).items():
-                    if metric in ("n", "mean_latency_s", "mean_new_tokens") or isinstance(value, bool) \
-                            or not isinstance(value, (int, float)):
-                        continue
-                    out.append(ScoreRow(kind, task, metric, model, int(agg.get("n") or 0),
-                                        fmt.pts(float(value) * 100.0)))
+    for kind, tasks in meta.aggregates.sections():
+        for task, per_model in tasks.items():
+            for model, agg in per_model.items():
+                for metric, value in agg.metric_values().items():
+                    if value is not None:
+                        out.append(ScoreRow(kind, task, metric, model, agg.n, fmt.pts(value * 100.0)))
     return out
 
 
@@ -303,27 +263,28 @@ def build_view(run_dir: str | Path, *, policy: Any = None, comparison: Compariso
     if not run_dir.is_dir():
         raise RunLogError(f"run folder {run_dir} does not exist",
                           "pass the --out folder of a finished `harness run` or `harness compare`")
-    meta = read_meta(run_dir)
-    models = list(meta.get("models") or [])
-    items: list[dict[str, Any]] | None = None
+    folder = RunFolder(run_dir)
+    meta = folder.read_meta()
+    models = list(meta.models)
+    items: list[ItemRecord] | None = None
     if not models:  # an old run.json without `models`: the items name them
-        items = read_items(run_dir)
-        models = list(dict.fromkeys(str(r.get("model")) for r in items))
+        items = folder.read_items()
+        models = list(dict.fromkeys(r.model for r in items))
     notes: list[str] = []
     if verdict is not None:
-        doc = verdict.to_dict()
+        doc = verdict.to_doc()
         comparison = comparison or verdict.comparison
     else:
-        doc, notes = _read_verdict(run_dir)
+        doc, notes = _read_verdict(folder)
     if comparison is None:
-        settings = resolve_settings(run_dir, policy, doc)
+        settings = resolve_settings(policy, doc)
         if BASE in models and len(models) > 1:
             comparison = Comparison.from_run_dir(run_dir, **{k: v for k, v in settings.items() if k != "source"})
     elif verdict is not None:
         settings = {"source": f"policy {verdict.policy.source or '(in memory)'}"}
     else:
         settings = {"source": "the caller"}
-    flags: list[dict[str, Any]] = _flag_dicts(list(doc.get("flags") or []) if doc else [])
+    flags: list[dict[str, Any]] = _flag_dicts([f.model_dump(exclude_none=True) for f in doc.flags] if doc else [])
     if comparison is not None:
         settings = {"confidence": comparison.confidence, "resamples": comparison.resamples,
                     "permutations": comparison.permutations, "seed": comparison.seed, "source": settings["source"]}
@@ -333,7 +294,7 @@ def build_view(run_dir: str | Path, *, policy: Any = None, comparison: Compariso
         # The comparison already holds every line, aligned; reading the file again would double the memory.
         items = [line for data in comparison.tasks() for lines in data.lines.values() for line in lines]
     elif items is None:
-        items = read_items(run_dir)
+        items = folder.read_items()
     view = ReportView(
         run_dir=run_dir, meta=meta, models=models, comparison=comparison, settings=settings,
         verdict=_verdict_info(doc, notes), flags=flags,

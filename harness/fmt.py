@@ -1,9 +1,17 @@
-"""Number formatting shared by every rendering of a comparison.
+"""The one number formatter: gate reasons, the terminal, summary.md and report.html.
 
-summary.md (harness.outputs.ci_files) and report.html print the same `DeltaRow`s; formatting them
-with the same functions is what keeps a reader from seeing 1.23 in one and 1.2 in the other.
-The formats match artifacts.py's `_f`/`_p` exactly (points with two decimals, p-values with
-three decimals or one significant digit in scientific notation below 0.001).
+They all print the same `DeltaRow`s; formatting them with the same functions is what keeps a
+reader from seeing 1.23 in one place and 1.2 in another. The rules:
+
+- points (100 x a 0..1 score): two decimals, `+` on deltas and bounds: `71.25`, `-1.40`;
+- p-values: three decimals from 0.001 up (`0.042`), below that two significant digits
+  (`0.00042`, `1.2e-07` once Python's `g` format switches to an exponent);
+- minimum detectable effects: as points, `more than 100` beyond 100 (no change of a 0..1
+  score that large exists, so the exact number means nothing);
+- "n/a" for a missing or NaN value.
+
+This module sits below analysis and outputs (it imports nothing of harness), so the gate's
+reasons and the renderings share it without an upward import.
 """
 
 from __future__ import annotations
@@ -23,16 +31,17 @@ def pts(x: float | None, signed: bool = False) -> str:
 
 
 def pval(p: float | None) -> str:
-    """A p-value as summary.md prints it."""
+    """A p-value: three decimals, or two significant digits below 0.001."""
     if p is None or (isinstance(p, float) and math.isnan(p)):
         return "n/a"
-    return f"{p:.1e}" if p < 0.001 else f"{p:.3f}"
+    return f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
 
 
 def mde(x: float | None) -> str:
+    """A minimum detectable effect in points ("more than 100" beyond the scale)."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "n/a"
-    return pts(x) if x <= MDE_CAP else f">{MDE_CAP:.0f}"
+    return pts(x) if x <= MDE_CAP else f"more than {MDE_CAP:.0f}"
 
 
 def seconds(x: float | None) -> str:

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from harness.analysis.gate import Verdict, apply_gate, format_verdict
+from harness.analysis.gate import apply_gate
 from harness.analysis.gate import preflight as check_rules
 from harness.analysis.noise import load_noise
 from harness.analysis.policy import Policy, load_policy
+from harness.analysis.verdict import Verdict, format_verdict
 from harness.log.folder import RunFolder
 from harness.log.schema import RunMeta
 from harness.outputs.ci_files import write_ci_files

@@ -11,171 +11,22 @@ p-values are plain probabilities.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from harness.analysis.deltas import POINTS, DeltaRow, Flag, Flip, to_points
 from harness.analysis.pairing import PairedRun, TaskData, load_paired_run
 from harness.analysis.stats import (
     DEFAULT_PERMUTATIONS,
     DEFAULT_RESAMPLES,
-    PairedStats,
     holm,
     paired_item_stats,
     wilson_interval,
 )
 from harness.log.schema import RunMeta
-
-POINTS = 100.0
-
-
-def _pts(x: float | None) -> float | None:
-    return None if x is None else float(x) * POINTS
-
-
-def _num(x: Any) -> Any:
-    """JSON-safe number: NaN/inf become None, numpy scalars become Python floats."""
-    if x is None:
-        return None
-    x = float(x)
-    return x if np.isfinite(x) else None
-
-
-@dataclass(frozen=True)
-class Flag:
-    """Something the reader must know besides the numbers.
-
-    Attributes:
-        code: Stable identifier, e.g. "no_effect", "too_few_items", "noise_floor".
-        severity: "error" (blocks the gate), "warning" or "info".
-        message: One sentence with the numbers.
-        adapter: The adapter concerned, if any.
-        task: The task concerned, if any.
-    """
-
-    code: str
-    severity: str
-    message: str
-    adapter: str | None = None
-    task: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
-
-
-@dataclass(frozen=True)
-class DeltaRow:
-    """One paired comparison (adapter vs base) of one metric on one task, subject or subset.
-
-    Attributes:
-        adapter: Adapter name.
-        kind: "suite" or "bench".
-        task: Task name.
-        metric: Metric name.
-        subject: Subject (MMLU) or None for the whole task.
-        subset: "all", or "clean" for items labelled leak-free.
-        n: Items scored for both models.
-        base: Base score, points.
-        score: Adapter score, points.
-        delta: score - base, points.
-        ci_low: Lower one-sided bound of delta at `confidence`, points.
-        ci_high: Upper one-sided bound of delta at `confidence`, points.
-        confidence: One-sided confidence of each bound (two-sided coverage 2c - 1).
-        p_value: Two-sided p-value of "no difference".
-        p_worse: One-sided p-value, H1: the adapter is worse.
-        p_holm: Holm-adjusted `p_value` within its family (an adapter's task rows, or one
-            task/metric's subject rows); None when the row is outside any family.
-        test: "mcnemar-exact", "sign-flip", "corpus-randomization".
-        mde: Minimum detectable effect (one-sided alpha = 1 - confidence, power 0.8), points.
-        worse: Items whose score moved in the bad direction.
-        better: Items whose score moved in the good direction.
-        higher_is_better: Direction of the metric.
-        corpus_level: The score is a corpus statistic (BLEU, chrF).
-        base_wilson: 95% Wilson interval of the base score (right/wrong metrics), points.
-        score_wilson: 95% Wilson interval of the adapter score, points.
-        stats: The underlying `harness.analysis.stats.PairedStats` (0..1 scale, bootstrap replicates).
-    """
-
-    adapter: str
-    kind: str
-    task: str
-    metric: str
-    subject: str | None
-    subset: str
-    n: int
-    base: float
-    score: float
-    delta: float
-    ci_low: float
-    ci_high: float
-    confidence: float
-    p_value: float
-    p_worse: float
-    p_holm: float | None
-    test: str
-    mde: float
-    worse: int
-    better: int
-    higher_is_better: bool
-    corpus_level: bool
-    base_wilson: tuple[float, float] | None = None
-    score_wilson: tuple[float, float] | None = None
-    stats: PairedStats | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def gain(self) -> float:
-        """delta with its sign turned so that positive is an improvement, points."""
-        return self.delta if self.higher_is_better else -self.delta
-
-    @property
-    def label(self) -> str:
-        parts = [self.task] + ([self.subject] if self.subject else []) + ([self.subset] if self.subset != "all" else [])
-        return "/".join(parts)
-
-    def gain_bounds(self, confidence: float | None = None) -> tuple[float, float]:
-        """One-sided bounds of the gain at `confidence` (default: the row's), points."""
-        lo, hi = self.stats.gain_bounds(confidence or self.confidence)
-        return lo * POINTS, hi * POINTS
-
-    def mde_at(self, alpha: float) -> float:
-        """Minimum detectable effect at another one-sided alpha, points."""
-        return self.stats.mde(alpha) * POINTS
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {k: getattr(self, k) for k in ("adapter", "kind", "task", "metric", "subject", "subset", "n", "test",
-                                             "worse", "better", "higher_is_better", "corpus_level", "confidence")}
-        for k in ("base", "score", "delta", "ci_low", "ci_high", "mde", "p_value", "p_worse", "p_holm"):
-            out[k] = _num(getattr(self, k))
-        for k in ("base_wilson", "score_wilson"):
-            v = getattr(self, k)
-            out[k] = [_num(v[0]), _num(v[1])] if v else None
-        return out
-
-
-@dataclass(frozen=True)
-class Flip:
-    """An item whose score moved between base and adapter (right -> wrong when binary).
-
-    Scores are points; `drop` is how much the adapter lost on the item (positive = worse).
-    """
-
-    adapter: str
-    kind: str
-    task: str
-    item_id: str
-    metric: str
-    base_score: float
-    adapter_score: float
-    drop: float
-    base_prediction: str
-    adapter_prediction: str
-    references: list[str]
-    subject: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 class Comparison:
@@ -332,8 +183,8 @@ class Comparison:
             wb = tuple(x * POINTS for x in wilson_interval(int(base[both].sum()), int(both.sum())))
             ws = tuple(x * POINTS for x in wilson_interval(int(score[both].sum()), int(both.sum())))
         return DeltaRow(adapter=adapter, kind=data.kind, task=data.task, metric=metric, subject=subject,
-                        subset=subset, n=stats.n, base=_pts(stats.base), score=_pts(stats.adapter),
-                        delta=_pts(stats.delta), ci_low=lo * POINTS, ci_high=hi * POINTS,
+                        subset=subset, n=stats.n, base=to_points(stats.base), score=to_points(stats.adapter),
+                        delta=to_points(stats.delta), ci_low=lo * POINTS, ci_high=hi * POINTS,
                         confidence=self.confidence, p_value=stats.p_value, p_worse=stats.p_worse, p_holm=None,
                         test=stats.test, mde=stats.mde(1.0 - self.confidence) * POINTS, worse=stats.worse,
                         better=stats.better, higher_is_better=hib, corpus_level=corpus, base_wilson=wb,

@@ -20,8 +20,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ConfigError
 from harness.analysis.pairing import IncomparableError
+from harness.errors import ConfigError
 from harness.log.folder import RunFolder
 from harness.log.schema import ItemRecord, RunMeta
 

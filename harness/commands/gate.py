@@ -14,7 +14,7 @@ import typer
 
 
 def _echo_verdict(verdict) -> None:
-    from harness.analysis.gate import format_verdict
+    from harness.analysis.verdict import format_verdict
 
     for line in format_verdict(verdict):
         typer.echo(line)

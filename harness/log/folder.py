@@ -21,7 +21,13 @@ from typing import Any, Iterable, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from harness.errors import RunLogError
-from harness.log.schema import RUN_SCHEMA_VERSION, ItemRecord, LeakRecord, RunMeta, VerdictDoc
+from harness.log.schema import (
+    RUN_SCHEMA_VERSION,
+    ItemRecord,
+    LeakRecord,
+    RunMeta,
+    VerdictDoc,
+)
 
 RUN = "run.json"
 ITEMS = "items.jsonl"

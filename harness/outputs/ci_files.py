@@ -13,8 +13,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from harness.analysis.comparison import Comparison, DeltaRow
-from harness.analysis.gate import FAIL, INCONCLUSIVE, PASS, SKIPPED, Verdict
+from harness.analysis.comparison import Comparison
+from harness.analysis.deltas import DeltaRow
+from harness.analysis.verdict import FAIL, INCONCLUSIVE, PASS, SKIPPED, Verdict
 from harness.fmt import mde as _mde
 from harness.fmt import pts as _f
 from harness.fmt import pval as _p

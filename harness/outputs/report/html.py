@@ -161,7 +161,7 @@ def render_report(run_dir: str | Path, out: str | Path | None = None, policy: An
         out: The HTML file to write, or a folder for report.html (default RUN_DIR/report.html).
         policy: Gate policy (path or `Policy`) whose confidence and bootstrap settings the
             comparison uses; default: the settings of the gate that wrote verdict.json, if any.
-        verdict: A `harness.analysis.gate.Verdict` just computed for this folder: its comparison and
+        verdict: A `harness.analysis.verdict.Verdict` just computed for this folder: its comparison and
             decision are used as they are (nothing is recomputed).
         comparison: A `Comparison` of this folder already computed.
 

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from harness import fmt
-from harness.analysis.comparison import POINTS, Comparison, DeltaRow, Flip
+from harness.analysis.comparison import Comparison
+from harness.analysis.deltas import POINTS, DeltaRow, Flip
 from harness.errors import RunLogError
 from harness.log.folder import LEAKS, RunFolder
 from harness.log.schema import ItemRecord, LeakSummary

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness import fmt
-from harness.analysis.comparison import DeltaRow
+from harness.analysis.deltas import DeltaRow
 from harness.fmt import Cells, Tone
 
 

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from harness import fmt
-from harness.analysis.comparison import Comparison, Flag
+from harness.analysis.comparison import Comparison
+from harness.analysis.deltas import Flag
 from harness.analysis.pairing import BASE
 from harness.errors import RunLogError
 from harness.log.folder import RUN, VERDICT, RunFolder
@@ -250,7 +251,7 @@ def build_view(run_dir: str | Path, *, policy: Any = None, comparison: Compariso
         run_dir: A folder written by `harness run`/`harness compare`.
         policy: A gate policy (file or `Policy`): its confidence and bootstrap settings are used.
         comparison: An already computed comparison of this folder (skips recomputing it).
-        verdict: A `harness.analysis.gate.Verdict` just computed (instead of reading verdict.json).
+        verdict: A `harness.analysis.verdict.Verdict` just computed (instead of reading verdict.json).
         panels: Build the panels and the examples' payload (False: verdict, flags and the
             headline only, which is all summary.md needs).
 

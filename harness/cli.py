@@ -50,7 +50,12 @@ PerSubjectOpt = typer.Option(None, "--limit-per-subject", help="Seeded sample of
 LimitOpt = typer.Option(None, "--limit", "-n", help="First N items of each suite and of each benchmark task.")
 OutOpt = typer.Option(None, "--out", "-o", help="Run folder for run.json and items.jsonl (default: runs/TIME).")
 BatchOpt = typer.Option(16, "--batch-size", help="Prompts decoded together.")
-DtypeOpt = typer.Option("float32", "--dtype", help="float32 | bfloat16 | float16.")
+DtypeOpt = typer.Option("auto", "--dtype", help="auto (bf16 on CUDA, fp32 elsewhere) | float32 | bfloat16 | float16.")
+DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps (auto: cuda, then mps, then cpu).")
+DeviceMapOpt = typer.Option(None, "--device-map", help="auto: spread a base larger than one GPU over GPUs and CPU RAM (accelerate).")
+LoadInOpt = typer.Option(None, "--load-in", help="4bit | 8bit: quantize the base with bitsandbytes (evaluate QLoRA adapters on it).")
+EngineOpt = typer.Option("transformers", "--engine", help="transformers | vllm (base loaded once, one LoRARequest per adapter).")
+TPOpt = typer.Option(1, "--tensor-parallel", help="vLLM: GPUs one model is split over.")
 SeedOpt = typer.Option(0, "--seed")
 NoCacheOpt = typer.Option(False, "--no-cache", help="Recompute every item and write nothing to the result cache.")
 JudgeOpt = typer.Option(True, "--judge/--no-judge", help="Run the suites' rubric judges (HARNESS_JUDGE=off also skips them).")
@@ -65,8 +70,13 @@ def _benches(values) -> list[str]:
 
 
 def _run_config(base, adapters, suite, bench, num_fewshot, limit_per_subject, limit, out, batch_size, dtype, seed,
-                no_cache, force, allow_pickle, trust_remote_code, trust_code, include_base, judge=True, train=None):
+                no_cache, force, allow_pickle, trust_remote_code, trust_code, include_base, judge=True, train=None,
+                **hardware):
+    """A `RunConfig` from the shared options; `hardware`: device, device_map, load_in, engine, tensor_parallel."""
+    from harness.evaluate.devices import check_syntax
     from harness.evaluate.run import RunConfig
+
+    check_syntax(hardware.get("device", "auto"), dtype, hardware.get("device_map"), hardware.get("load_in"))
 
     return RunConfig(base=base, adapters=list(adapters or []), suites=list(suite or []), benches=_benches(bench),
                      num_fewshot=num_fewshot, limit_per_subject=limit_per_subject, limit=limit,
@@ -74,7 +84,7 @@ def _run_config(base, adapters, suite, bench, num_fewshot, limit_per_subject, li
                      dtype=dtype, seed=seed, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
                      trust_code=[Path(p) for p in trust_code or []], use_cache=not no_cache, judge=judge, force=force,
                      train_files=[Path(p) for p in train or []],
-                     command=["harness", *sys.argv[1:]])
+                     command=["harness", *sys.argv[1:]], **hardware)
 
 
 def _evaluate(cfg):
@@ -155,10 +165,14 @@ def run(model: str = typer.Argument(..., help="Base model: folder, .gguf file, a
         limit_per_subject: Optional[int] = PerSubjectOpt, limit: Optional[int] = LimitOpt, out: Optional[Path] = OutOpt,
         batch_size: int = BatchOpt, dtype: str = DtypeOpt, seed: int = SeedOpt, no_cache: bool = NoCacheOpt, judge: bool = JudgeOpt,
         force: bool = ForceOpt, allow_pickle: bool = PickleOpt, trust_remote_code: bool = RemoteOpt,
+        device: str = DeviceOpt, device_map: Optional[str] = DeviceMapOpt,
+        load_in: Optional[str] = LoadInOpt, engine: str = EngineOpt, tensor_parallel: int = TPOpt,
         trust_code: Optional[List[Path]] = TrustOpt) -> None:
     """Evaluate one model (with its adapters applied, if any) on suites."""
     cfg = _run_config(model, adapter, suite, bench, num_fewshot, limit_per_subject, limit, out, batch_size, dtype, seed,
-                      no_cache, force, allow_pickle, trust_remote_code, trust_code, include_base=not adapter, judge=judge)
+                      no_cache, force, allow_pickle, trust_remote_code, trust_code, include_base=not adapter, judge=judge,
+                      device=device, device_map=device_map, load_in=load_in, engine=engine,
+                      tensor_parallel=tensor_parallel)
     meta = _evaluate(cfg)
     if meta is not None:  # None: another rank of a data-parallel launch (rank 0 prints)
         _print_summary(cfg, meta)
@@ -172,6 +186,8 @@ def compare(base: str = typer.Argument(..., help="Base model: folder, .gguf file
             batch_size: int = BatchOpt, dtype: str = DtypeOpt, seed: int = SeedOpt, no_cache: bool = NoCacheOpt, judge: bool = JudgeOpt,
             force: bool = ForceOpt, allow_pickle: bool = PickleOpt, trust_remote_code: bool = RemoteOpt,
             trust_code: Optional[List[Path]] = TrustOpt,
+            device: str = DeviceOpt, device_map: Optional[str] = DeviceMapOpt, load_in: Optional[str] = LoadInOpt,
+            engine: str = EngineOpt, tensor_parallel: int = TPOpt,
             policy: Optional[Path] = typer.Option(None, "--policy", "-p", help="Gate policy YAML (see ci/gate.yaml): pass/fail after the run."),
             noise: Optional[Path] = typer.Option(None, "--noise", help="Noise floor from `harness calibrate`, for the gate."),
             train: Optional[List[Path]] = typer.Option(None, "--train", help="The adapter's training data: label eval items that leaked into it; repeatable.")) -> None:
@@ -182,7 +198,8 @@ def compare(base: str = typer.Argument(..., help="Base model: folder, .gguf file
                               trust_code=[Path(p) for p in trust_code or []])  # before minutes of model work
     cfg = _run_config(base, adapters, suite, bench, num_fewshot, limit_per_subject, limit, out, batch_size, dtype,
                       seed, no_cache, force, allow_pickle, trust_remote_code, trust_code, include_base=True,
-                      judge=judge, train=train)
+                      judge=judge, train=train, device=device, device_map=device_map, load_in=load_in, engine=engine,
+                      tensor_parallel=tensor_parallel)
 
     def summarise(meta):
         _print_summary(cfg, meta)

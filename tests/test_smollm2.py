@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 def test_smollm2_answers_a_known_question():
     from harness.evaluate import models
     from harness.evaluate.engines.generate import generate_batch
-    from harness.evaluate.run import encode_prompt
+    from harness.evaluate.suite_eval import encode_prompt
     from harness.types import GenerationParams, Prompt
 
     bundle = models.load("smollm2-135m", probe=False)

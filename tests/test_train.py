@@ -63,7 +63,7 @@ def same_weights(a: Path, b: Path) -> bool:
 
 
 def test_chat_labels_cover_only_the_reply(tok):
-    from harness.evaluate.run import encode_prompt
+    from harness.evaluate.suite_eval import encode_prompt
     from harness.types import Prompt
 
     s = Sample("a", "messages", messages=[{"role": "user", "content": "What is 2 plus 2?"},

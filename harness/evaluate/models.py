@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from harness.errors import ModelError
+from harness.evaluate.devices import DTYPES, Placement, model_device
 from harness.hashing import hash_files, sha256_bytes
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
-          "float16": "float16", "fp16": "float16"}
 PROBE_TEXT = "The quick brown fox jumps over the lazy dog. The capital of France is"
 
 
@@ -42,7 +41,8 @@ class AdapterInfo:
     sha256: str
     config: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
-    probe_max_abs_logit_delta: float | None = None
+    probe_max_abs_logit_delta: float | None = None  # the probe's largest change, in `probe_quantity`
+    probe_quantity: str = "logit"  # "logit" (transformers) or "token log-prob" (vLLM returns no logits)
 
     @property
     def has_effect(self) -> bool | None:
@@ -114,20 +114,20 @@ def _check_remote_code(folder: Path, trust_remote_code: bool) -> dict:
     return cfg
 
 
-def _torch_dtype(dtype: str):
-    import torch
-
+def _placement(dtype: str, placement: Placement | None) -> Placement:
+    if placement is not None:
+        return placement
     if dtype not in DTYPES:
         raise ModelError(f"unknown dtype '{dtype}'", f"use one of {', '.join(sorted(DTYPES))}")
-    return getattr(torch, DTYPES[dtype])
+    return Placement(dtype=DTYPES[dtype])
 
 
-def load_base(spec: str, *, dtype: str = "float32", allow_pickle: bool = False,
-              trust_remote_code: bool = False, revision: str | None = None):
-    """Load tokenizer and causal LM; returns (model, tokenizer, BaseInfo)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def locate_base(spec: str, *, allow_pickle: bool = False, trust_remote_code: bool = False,
+                revision: str | None = None) -> tuple[str, Path | str, str | None, str, dict[str, Any]]:
+    """Find and hash a base without loading it: (kind, location, gguf file, sha256, from_pretrained kwargs).
 
-    torch_dtype = _torch_dtype(dtype)
+    A hub model's digest is "" here; `load_base` fills it from the commit it loaded.
+    """
     kind, location, gguf_file = resolve_base(spec)
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
     if kind == "folder":
@@ -141,9 +141,26 @@ def load_base(spec: str, *, dtype: str = "float32", allow_pickle: bool = False,
     else:
         kwargs["revision"] = revision
         digest = ""
+    return kind, location, gguf_file, digest, kwargs
+
+
+def load_base(spec: str, *, dtype: str = "float32", placement: Placement | None = None, allow_pickle: bool = False,
+              trust_remote_code: bool = False, revision: str | None = None):
+    """Load tokenizer and causal LM where `placement` says (default: the CPU in `dtype`).
+
+    Returns:
+        (model, tokenizer, BaseInfo).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    placement = _placement(dtype, placement)
+    kind, location, gguf_file, digest, kwargs = locate_base(spec, allow_pickle=allow_pickle,
+                                                            trust_remote_code=trust_remote_code, revision=revision)
     try:
         tok = AutoTokenizer.from_pretrained(location, **{k: v for k, v in kwargs.items() if k != "use_safetensors"})
-        model = AutoModelForCausalLM.from_pretrained(location, dtype=torch_dtype, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(location, **placement.from_pretrained_kwargs(), **kwargs)
+        if not placement.on_cpu and placement.device_map is None and not placement.load_in:
+            model.to(placement.device)
     except ModelError:
         raise
     except Exception as exc:
@@ -157,7 +174,7 @@ def load_base(spec: str, *, dtype: str = "float32", allow_pickle: bool = False,
     tok.padding_side = "left"
     info = BaseInfo(spec=spec, kind=kind, location=str(location if not gguf_file else Path(location) / gguf_file),
                     sha256=digest, name_or_path=str(getattr(model.config, "_name_or_path", spec)),
-                    dtype=DTYPES[dtype])
+                    dtype=placement.dtype)
     return model, tok, info
 
 
@@ -252,8 +269,10 @@ def _check_shapes(info: AdapterInfo, weights: Path, base_model) -> None:
 class ModelBundle:
     """One base model in memory, with adapters switched on and off in place."""
 
-    def __init__(self, model, tokenizer, base: BaseInfo, adapters: dict[str, AdapterInfo]):
+    def __init__(self, model, tokenizer, base: BaseInfo, adapters: dict[str, AdapterInfo],
+                 placement: Placement | None = None):
         self.model = model
+        self.placement = placement or Placement(dtype=base.dtype)
         self.tokenizer = tokenizer
         self.base = base
         self.adapters = adapters
@@ -284,13 +303,27 @@ class ModelBundle:
         return sha256_bytes(f"{self.base.sha256}|{adapter}|{self.base.dtype}".encode())
 
 
+def parse_adapters(adapters) -> list[tuple[str, Path]]:
+    """(name, folder) per 'PATH' or 'NAME=PATH', with the checks that need no model."""
+    parsed = [parse_adapter_arg(a) for a in adapters]
+    names = [n for n, _ in parsed]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ModelError(f"two adapters are named '{sorted(dup)[0]}'", "name them: --adapter a=PATH --adapter b=PATH")
+    for name, path in parsed:  # cheap checks before the expensive base load
+        if not (path / "adapter_config.json").is_file():
+            raise ModelError(f"adapter '{name}': no adapter_config.json in {path}",
+                             "pass a folder saved by peft's save_pretrained")
+    return parsed
+
+
 def probe_adapters(bundle: ModelBundle) -> None:
     """Record how far each adapter moves logits on a fixed text; 0 means it does nothing."""
     import torch
 
     if not bundle.adapters:
         return
-    ids = bundle.tokenizer(PROBE_TEXT, return_tensors="pt")
+    ids = bundle.tokenizer(PROBE_TEXT, return_tensors="pt").to(model_device(bundle.model))
     with torch.inference_mode():
         with bundle.use("base") as m:
             ref = m(**ids).logits.float()
@@ -301,7 +334,7 @@ def probe_adapters(bundle: ModelBundle) -> None:
 
 
 def load(base: str, adapters: list[str] | tuple[str, ...] = (), *, dtype: str = "float32",
-         allow_pickle: bool = False, trust_remote_code: bool = False, revision: str | None = None,
+         placement: Placement | None = None, allow_pickle: bool = False, trust_remote_code: bool = False, revision: str | None = None,
          probe: bool = True, warn: Callable[[str], None] | None = None) -> ModelBundle:
     """Load `base` once and attach each adapter ('PATH' or 'NAME=PATH').
 
@@ -309,16 +342,9 @@ def load(base: str, adapters: list[str] | tuple[str, ...] = (), *, dtype: str = 
         ModelError: anything about the files that the user must fix.
     """
     warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
-    parsed = [parse_adapter_arg(a) for a in adapters]
-    names = [n for n, _ in parsed]
-    dup = {n for n in names if names.count(n) > 1}
-    if dup:
-        raise ModelError(f"two adapters are named '{sorted(dup)[0]}'", "name them: --adapter a=PATH --adapter b=PATH")
-    for name, path in parsed:  # cheap checks before the expensive base load
-        if not (path / "adapter_config.json").is_file():
-            raise ModelError(f"adapter '{name}': no adapter_config.json in {path}",
-                             "pass a folder saved by peft's save_pretrained")
-    model, tok, info = load_base(base, dtype=dtype, allow_pickle=allow_pickle,
+    parsed = parse_adapters(adapters)
+    placement = _placement(dtype, placement)
+    model, tok, info = load_base(base, placement=placement, allow_pickle=allow_pickle,
                                  trust_remote_code=trust_remote_code, revision=revision)
     infos: dict[str, AdapterInfo] = {}
     for name, path in parsed:
@@ -338,14 +364,18 @@ def load(base: str, adapters: list[str] | tuple[str, ...] = (), *, dtype: str = 
             raise ModelError(f"adapter '{name}' failed to load: {_short(exc)}",
                              "check it was trained for this base model") from exc
         model.eval()
-    bundle = ModelBundle(model, tok, info, infos)
+    bundle = ModelBundle(model, tok, info, infos, placement)
+    if probe:
+        probe_adapters(bundle)
+    warn_adapters(infos, warn)
+    return bundle
+
+
+def warn_adapters(infos: dict[str, AdapterInfo], warn: Callable[[str], None]) -> None:
+    """Say what the checks and the no-effect probe found, whichever engine ran them."""
     for ainfo in infos.values():
         for w in ainfo.warnings:
             warn(w)
-    if probe:
-        probe_adapters(bundle)
-        for ainfo in infos.values():
-            if ainfo.has_effect is False:
-                warn(f"ADAPTER HAS NO EFFECT: '{ainfo.name}' leaves every logit unchanged "
-                     "(untrained LoRA B=0, or wrong target modules); its scores will equal the base's")
-    return bundle
+        if ainfo.has_effect is False:
+            warn(f"ADAPTER HAS NO EFFECT: '{ainfo.name}' leaves every {ainfo.probe_quantity} unchanged "
+                 "(untrained LoRA B=0, or wrong target modules); its scores will equal the base's")

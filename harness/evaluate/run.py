@@ -8,9 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.evaluate.engines.cache import ResultCache, item_key
+from harness.evaluate.distributed import current as current_dist
+from harness.evaluate.distributed import describe as describe_dist
+from harness.evaluate.engines.cache import ResultCache
+from harness.evaluate.engines.open import check_engine, open_engine
+from harness.evaluate.suite_eval import Progress, evaluate_suite
 from harness.errors import ConfigError
-from harness.hashing import sha256_bytes, sha256_json
 from harness.log.folder import RunFolder
 from harness.log.schema import RunMeta
 
@@ -29,7 +32,12 @@ class RunConfig:
     limit: int | None = None
     include_base: bool = True
     batch_size: int = 16
-    dtype: str = "float32"
+    dtype: str = "auto"  # bf16 on CUDA, fp32 elsewhere; resolved (and so recorded) by `execute`
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    device_map: str | None = None  # "auto": layers spread over GPUs and CPU RAM (accelerate)
+    load_in: str | None = None  # "4bit" | "8bit": a bitsandbytes-quantized base (QLoRA)
+    engine: str = "transformers"  # transformers | vllm
+    tensor_parallel: int = 1  # vLLM: GPUs one model is split over
     seed: int = 0
     allow_pickle: bool = False
     trust_remote_code: bool = False
@@ -68,102 +76,9 @@ def _check_out_dir(cfg: RunConfig) -> None:
                               "choose another --out folder, or pass --force to replace it")
 
 
-def encode_prompt(tokenizer, prompt) -> tuple[str, list[int]]:
-    """Rendered text (what the model sees) and its token ids."""
-    if prompt.messages:
-        if not getattr(tokenizer, "chat_template", None):
-            raise ConfigError("the suite asks for a chat prompt but the model's tokenizer has no chat template",
-                              "set `chat: false` in the suite, or use an instruct model")
-        msgs = [{"role": r, "content": c} for r, c in prompt.messages]
-        text = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
-        return text, tokenizer(text, add_special_tokens=False)["input_ids"]
-    return prompt.text, tokenizer(prompt.text)["input_ids"]
-
-
-class _Progress:
-    """Rich progress bars on stderr; HARNESS_PROGRESS=0 turns them off."""
-
-    def __init__(self):
-        import os
-
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        self.p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=False,
-                          disable=os.environ.get("HARNESS_PROGRESS") == "0")
-
-    def __enter__(self):
-        self.p.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        return self.p.__exit__(*exc)
-
-    def task(self, desc: str, total: int) -> Callable[[int], None]:
-        tid = self.p.add_task(desc, total=total)
-        return lambda n: self.p.advance(tid, n)
-
-
-def evaluate_suite(bundle, suite, model_names: list[str], limit: int | None, batch_size: int,
-                   cache: ResultCache, progress: _Progress, stats: dict[str, int],
-                   order_seed: int | None = None) -> tuple[list[dict], dict]:
-    """Generate and score one suite for each model variant; returns (records, aggregates)."""
-    from harness.evaluate.engines.generate import generate_batch, plan_batches
-    from harness.evaluate.metrics import get_metric
-
-    examples = suite.examples(limit)
-    if not examples:
-        raise ConfigError(f"suite '{suite.name}' has no items", "check its data file")
-    params = suite.generation
-    encoded = [encode_prompt(bundle.tokenizer, suite.render(ex)) for ex in examples]
-    prompt_hashes = [sha256_bytes(text.encode("utf-8")) for text, _ in encoded]
-    id_hashes = [sha256_json(ids) for _, ids in encoded]
-    plan = plan_batches([len(ids) for _, ids in encoded], batch_size, order_seed)
-    metrics = [get_metric(m) for m in suite.metric_names]
-    records: list[dict] = []
-    aggregates: dict[str, dict] = {}
-    for name in model_names:
-        keys = [item_key("generate", bundle.model_key(name), h, params.key()) for h in id_hashes]
-        results = cache.get_many(keys)
-        advance = progress.task(f"{suite.name} · {name}", len(examples))
-        hits = sum(k in results for k in keys)
-        stats["cached"] += hits
-        advance(hits)
-        with bundle.use(name) as model:
-            for batch in plan:
-                if all(keys[i] in results for i in batch.indices):
-                    continue
-                gens = generate_batch(model, bundle.tokenizer, [encoded[i][1] for i in batch.indices], params)
-                fresh = {keys[i]: g.__dict__ for i, g in zip(batch.indices, gens) if keys[i] not in results}
-                cache.put_many(fresh)
-                results.update(fresh)
-                stats["computed"] += len(fresh)
-                advance(len(fresh))
-        preds = [results[k]["text"].strip() for k in keys]
-        refs = [list(ex.references) for ex in examples]
-        item_scores = {m.name: m.score_items(preds, refs) for m in metrics}
-        agg = {m.name: m.aggregate(preds, refs, item_scores[m.name]) for m in metrics}
-        gens = [results[k] for k in keys]
-        agg.update(n=len(examples),
-                   mean_latency_s=sum(g["latency_s"] for g in gens) / len(gens),
-                   mean_new_tokens=sum(g["new_tokens"] for g in gens) / len(gens))
-        aggregates[name] = agg
-        for i, ex in enumerate(examples):
-            g = gens[i]
-            records.append({
-                "model": name, "kind": "suite", "task": suite.name, "item_id": ex.id,
-                "prompt_hash": prompt_hashes[i], "prediction": preds[i], "references": refs[i],
-                "scores": {m.name: item_scores[m.name][i] for m in metrics},
-                "latency_s": round(g["latency_s"], 4), "prompt_tokens": g["prompt_tokens"],
-                "new_tokens": g["new_tokens"], "stopped_by": g["stopped_by"],
-            })
-    return records, aggregates
-
-
-def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> RunMeta:
-    """Validate everything cheap, load models once, evaluate, write the run log; returns run.json."""
-    from harness.evaluate import models
+def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> RunMeta | None:
+    """Validate everything cheap, load models once, evaluate, write the run log; returns run.json
+    (None on the other ranks of a data-parallel launch, which write nothing)."""
     from harness.evaluate.metrics import get_metric
     from harness.evaluate.provenance import code_version, library_versions, machine
     from harness.evaluate.suites import load_suite
@@ -183,6 +98,12 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> RunMet
         raise ConfigError(f"--limit must be at least 1, got {cfg.limit}", "pass a positive number or omit it")
     if cfg.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {cfg.batch_size}", "pass a positive number")
+    from harness.evaluate.devices import peak_memory
+    from harness.evaluate.devices import resolve as resolve_placement
+
+    placement = resolve_placement(cfg.device, cfg.dtype, cfg.device_map, cfg.load_in)
+    check_engine(cfg, placement)
+    cfg.dtype = placement.dtype  # the spec records what ran, so runs compare across --dtype auto/explicit
     suites = [load_suite(s, trusted_dirs=cfg.trust_code) for s in cfg.suites]
     names = [s.name for s in suites]
     if len(set(names)) != len(names):
@@ -197,16 +118,16 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> RunMet
     for s in judged:  # missing key, unreachable endpoint, bad rubric: fail before loading models
         validate_judge(s)
     _check_out_dir(cfg)
-    leak_report = scan_leaks(cfg, suites, warn) if cfg.train_files else None
+    dist = current_dist()  # under accelerate launch / torchrun: this rank; else a world of one
+    leak_report = scan_leaks(cfg, suites, warn) if cfg.train_files and dist.is_main else None
 
     import torch
 
     torch.manual_seed(cfg.seed)
     started = time.time()
-    bundle = models.load(cfg.base, cfg.adapters, dtype=cfg.dtype, allow_pickle=cfg.allow_pickle,
-                         trust_remote_code=cfg.trust_remote_code, warn=warn)
+    engine = open_engine(cfg, placement, warn)
     load_s = time.time() - started
-    model_names = (["base"] if cfg.include_base or not bundle.adapters else []) + list(bundle.adapters)
+    model_names = (["base"] if cfg.include_base or not engine.adapters else []) + list(engine.adapters)
     cache = ResultCache(default_cache_path() if cfg.use_cache else None)
     stats = {"cached": 0, "computed": 0}
     records: list[dict] = []
@@ -215,11 +136,11 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> RunMet
     bench_aggs: dict[str, dict] = {}
     bench_prov: dict[str, Any] = {}
     try:
-        with _Progress() as progress:
+        with Progress() as progress:
             for suite in suites:
-                recs, aggs = evaluate_suite(bundle, suite, model_names, cfg.limit, cfg.batch_size, cache, progress, stats,
-                                            cfg.order_seed)
-                if suite in judged:
+                recs, aggs = evaluate_suite(engine, suite, model_names, cfg.limit, cache, progress, stats,
+                                            cfg.order_seed, dist)
+                if suite in judged and dist.is_main:
                     from harness.evaluate.judges import judge_records
 
                     judge_results[suite.name] = judge_records(
@@ -231,9 +152,9 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> RunMet
                 from harness.evaluate.forgetting.runner import add_flips, evaluate_benchmarks
 
                 recs, bench_aggs, bench_prov = evaluate_benchmarks(
-                    bundle, cfg.benches, model_names, num_fewshot=cfg.num_fewshot, limit=cfg.limit,
+                    engine, cfg.benches, model_names, num_fewshot=cfg.num_fewshot, limit=cfg.limit,
                     limit_per_subject=cfg.limit_per_subject, seed=cfg.seed, batch_size=cfg.batch_size,
-                    cache=cache, progress=progress.task, order_seed=cfg.order_seed)
+                    cache=cache, progress=progress.task, dist=dist)
                 add_flips(recs, bench_aggs)
                 records.extend(recs)
                 for counts in bench_prov.get("_requests", {}).values():
@@ -241,6 +162,9 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> RunMet
                     stats["cached"] += counts["cached"]
     finally:
         cache.close()
+        engine.close()
+    if not dist.is_main:  # rank 0 holds every record and alone writes the run folder
+        return None
     if leak_report is not None:
         from harness.leaks import write_leaks
 
@@ -267,13 +191,13 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> RunMet
         "spec": cfg.spec(),
         "models": model_names,
         "provenance": {
-            "base": bundle.base.__dict__,
+            "base": engine.base.__dict__,
             "adapters": {n: {"path": str(a.path), "sha256": a.sha256,
                              "base_model_name_or_path": a.config.get("base_model_name_or_path"),
                              "lora": {k: a.config.get(k) for k in ("r", "lora_alpha", "target_modules")},
                              "probe_max_abs_logit_delta": a.probe_max_abs_logit_delta,
                              "has_effect": a.has_effect, "warnings": a.warnings}
-                         for n, a in bundle.adapters.items()},
+                         for n, a in engine.adapters.items()},
             "suites": {s.name: s.fingerprint() for s in suites},
             "judges": {name: jr.provenance for name, jr in judge_results.items()},
             "benchmarks": {k: v for k, v in bench_prov.items() if not k.startswith("_")},
@@ -282,6 +206,8 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> RunMet
             "code": code_version(),
             "libraries": library_versions(),
             "machine": machine(),
+            "placement": {**placement.record(), **peak_memory(placement.device), "engine": engine.kind},
+            "distributed": describe_dist(dist),
             "seed": cfg.seed,
             "batch_size": cfg.batch_size,
         },

@@ -131,6 +131,8 @@ def generate_batch(model, tokenizer, prompts: Sequence[Sequence[int]], params: G
     """Greedy-decode one batch of tokenized prompts."""
     import torch
 
+    from harness.evaluate.devices import model_device, on_device
+
     n = len(prompts)
     eos = _eos_ids(model, tokenizer)
     stops = tuple(s for s in params.stop if s)
@@ -138,7 +140,8 @@ def generate_batch(model, tokenizer, prompts: Sequence[Sequence[int]], params: G
     results: list[Generation | None] = [None] * n
     active = list(range(n))  # caller rows still decoding, in cache-row order
     start = time.perf_counter()
-    with torch.inference_mode():
+    # every tensor this loop makes lives where the model's inputs go (no-op on the CPU)
+    with torch.inference_mode(), on_device(model_device(model)):
         if _plain_kv(model):
             logits, cache, mask, positions = _prefill_rows(model, prompts)
         else:

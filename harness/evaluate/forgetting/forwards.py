@@ -25,8 +25,19 @@ class Unsupported(Exception):
 
 
 def forward_for(model):
+    """The fused pass for a Llama-family model in one piece on the CPU; the model's own
+    decoder elsewhere: the fused pass is tuned for CPU kernels, and on a GPU the decoder's
+    SDPA/flash attention is the default until `bench/gpu.sh` measures otherwise; weights
+    spread by a device map or quantized by bitsandbytes are the decoder's to run."""
     import torch
 
+    from harness.evaluate.devices import model_device
+
+    spread = len(set((getattr(model, "hf_device_map", None) or {}).values())) > 1
+    quantized = getattr(model, "is_quantized", False) or getattr(model, "is_loaded_in_4bit", False) \
+        or getattr(model, "is_loaded_in_8bit", False)
+    if model_device(model) != "cpu" or spread or quantized:
+        return ModelForward(model)
     try:
         with torch.no_grad():  # merged adapter weights must not carry autograd history
             return LlamaForward(model)

@@ -8,6 +8,7 @@ import os
 import random
 from typing import Any, Callable
 
+from harness.evaluate.distributed import Dist
 from harness.evaluate.engines.cache import ResultCache, item_key
 from harness.evaluate.forgetting.tasks import LeafTask, is_offline, item_id, resolve, task_manager
 from harness.hashing import sha256_bytes, sha256_json
@@ -40,12 +41,17 @@ def choose_samples(tasks: dict[str, Any], limit: int | None, limit_per_subject: 
     return out
 
 
-def evaluate_benchmarks(bundle, benches: list[str], model_names: list[str], *, num_fewshot: int = 0,
+def evaluate_benchmarks(engine, benches: list[str], model_names: list[str], *, num_fewshot: int = 0,
                         limit: int | None = None, limit_per_subject: int | None = None, seed: int = 0,
                         batch_size: int = 16, cache: ResultCache | None = None,
                         progress: Callable[[str, int], Callable[[int], None]] | None = None,
-                        offline: bool | None = None, order_seed: int | None = None) -> tuple[list[dict], dict, dict]:
-    """Returns (items.jsonl records, aggregates {bench: {model: {...}}}, provenance {bench: {...}})."""
+                        offline: bool | None = None, dist: Dist | None = None) -> tuple[list[dict], dict, dict]:
+    """Returns (items.jsonl records, aggregates {bench: {model: {...}}}, provenance {bench: {...}}).
+
+    `engine` scores; lm-eval builds the requests and computes the metrics. In a
+    data-parallel launch every rank runs lm-eval over all docs (cheap) and scores its share
+    of the requests; the records are complete on rank 0.
+    """
     from lm_eval import simple_evaluate
 
     from harness.evaluate.forgetting.backend import HarnessLM
@@ -61,8 +67,9 @@ def evaluate_benchmarks(bundle, benches: list[str], model_names: list[str], *, n
     samples = choose_samples(tasks, limit, limit_per_subject, seed)
     cache = cache or ResultCache(None)
     content = _content_hash(tasks, samples, num_fewshot, seed)
-    lm = HarnessLM(pretrained=bundle.model, tokenizer=bundle.tokenizer, batch_size=batch_size, cache=cache,
-                   progress=progress, order_seed=order_seed)
+    dist = dist or Dist()
+    lm = HarnessLM(pretrained=engine.model, tokenizer=engine.tokenizer, engine=engine, batch_size=batch_size,
+                   cache=cache, progress=progress, dist=dist)
     records: list[dict] = []
     aggregates: dict[str, dict] = {}
     counts: dict[str, dict[str, int]] = {}
@@ -71,8 +78,10 @@ def evaluate_benchmarks(bundle, benches: list[str], model_names: list[str], *, n
         label = f"{','.join(benches)} · {name}"
         # A model's whole benchmark outcome is cached under its weights and the exact docs,
         # configs and settings: a second adapter against the same base skips lm-eval for it.
-        key = item_key("bench-records", bundle.model_key(name), content, {"max_length": lm.max_length})
+        key = item_key("bench-records", engine.model_key(name), content, {"max_length": lm.max_length})
         hit = cache.get_many([key]).get(key)
+        if not all(dist.all_gather(hit is not None)):  # every rank must take the same path
+            hit = None
         if hit is not None:
             counts[name] = {"computed": 0, "cached": hit["requests"]}
             lm_eval_results[name] = hit["lm_eval"]
@@ -80,16 +89,18 @@ def evaluate_benchmarks(bundle, benches: list[str], model_names: list[str], *, n
             if progress:
                 progress(label, hit["requests"])(hit["requests"])
             continue
-        with bundle.use(name):
-            lm.model_key = bundle.model_key(name)
-            lm.label = label
-            lm.counts = {"computed": 0, "cached": 0}
-            # task_manager=tm: without it lm-eval indexes all of its ~14k task YAMLs again (~20 s).
-            res = simple_evaluate(model=lm, tasks=list(tasks.values()), num_fewshot=num_fewshot, task_manager=tm,
-                                  samples=samples, log_samples=True, bootstrap_iters=0, verbosity="ERROR",
-                                  random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
-                                  fewshot_random_seed=seed)
+        lm.variant = name
+        lm.model_key = engine.model_key(name)
+        lm.label = label
+        lm.counts = {"computed": 0, "cached": 0}
+        # task_manager=tm: without it lm-eval indexes all of its ~14k task YAMLs again (~20 s).
+        res = simple_evaluate(model=lm, tasks=list(tasks.values()), num_fewshot=num_fewshot, task_manager=tm,
+                              samples=samples, log_samples=True, bootstrap_iters=0, verbosity="ERROR",
+                              random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
+                              fewshot_random_seed=seed)
         counts[name] = dict(lm.counts)
+        if not dist.is_main:  # lm-eval returns results on local rank 0 only; rank 0 writes the run
+            continue
         lm_eval_results[name] = {k: {m: v for m, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
                                  for k, r in res["results"].items()}
         mine = [_record(name, by_name[task_name], s) for task_name, rows in res["samples"].items() for s in rows]

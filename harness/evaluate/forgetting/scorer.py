@@ -94,7 +94,7 @@ def group_sequences(seqs: list[_Seq]) -> list[tuple[int, list[_Seq]]]:
 
 def score(model, requests: Sequence[tuple[Sequence[int], Sequence[int]]], max_length: int,
           progress: Callable[[int], None] | None = None,
-          token_budget: int = 4096, order_seed: int | None = None, forward=None) -> list[tuple[float, bool]]:
+          token_budget: int | None = None, order_seed: int | None = None, forward=None) -> list[tuple[float, bool]]:
     """(sum of continuation log-probs, continuation is the greedy choice) per request.
 
     Two phases per chunk of groups, both in wide batches because thin matmuls never reach
@@ -103,14 +103,20 @@ def score(model, requests: Sequence[tuple[Sequence[int], Sequence[int]]], max_le
     `order_seed` shuffles rows across batches instead of sorting them by length (same
     results up to float rounding; `harness calibrate` measures exactly that rounding).
     `forward` (from `forwards.forward_for(model)`) can be passed in to reuse it across calls.
+    `token_budget` bounds a batch's tokens: 4096 on the CPU (the size the CPU figures were measured with), 16384 on
+    an accelerator, whose matmuls need wider batches to fill.
     """
     import torch
 
+    from harness.evaluate.devices import model_device, on_device
     from harness.evaluate.forgetting.forwards import forward_for
 
+    device = model_device(model)
+    if token_budget is None:
+        token_budget = 4096 if device == "cpu" else 16384
     out: list[tuple[float, bool] | None] = [None] * len(requests)
     groups = group_sequences(build_sequences(requests, max_length))
-    with torch.inference_mode():
+    with torch.inference_mode(), on_device(device):
         fwd = forward or forward_for(model)
         head = _head_of(model)
         for chunk in _chunks(groups, 8 * token_budget):

@@ -1,0 +1,5 @@
+"""`python -m harness ...`: what launchers run (`accelerate launch -m harness`, `torchrun -m harness`)."""
+
+from harness.cli import main
+
+main()

@@ -1,0 +1,113 @@
+"""Suites on an engine: render and tokenize prompts, generate per variant (cached, resumable,
+split across data-parallel ranks), score with the suite's metrics; one record per item."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from harness.errors import ConfigError
+from harness.evaluate.distributed import Dist
+from harness.evaluate.engines.cache import ResultCache, item_key
+from harness.hashing import sha256_bytes, sha256_json
+
+
+def encode_prompt(tokenizer, prompt) -> tuple[str, list[int]]:
+    """Rendered text (what the model sees) and its token ids."""
+    if prompt.messages:
+        if not getattr(tokenizer, "chat_template", None):
+            raise ConfigError("the suite asks for a chat prompt but the model's tokenizer has no chat template",
+                              "set `chat: false` in the suite, or use an instruct model")
+        msgs = [{"role": r, "content": c} for r, c in prompt.messages]
+        text = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+        return text, tokenizer(text, add_special_tokens=False)["input_ids"]
+    return prompt.text, tokenizer(prompt.text)["input_ids"]
+
+
+class Progress:
+    """Rich progress bars on stderr; HARNESS_PROGRESS=0 turns them off."""
+
+    def __init__(self):
+        import os
+
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=False,
+                          disable=os.environ.get("HARNESS_PROGRESS") == "0")
+
+    def __enter__(self):
+        self.p.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.p.__exit__(*exc)
+
+    def task(self, desc: str, total: int) -> Callable[[int], None]:
+        tid = self.p.add_task(desc, total=total)
+        return lambda n: self.p.advance(tid, n)
+
+
+def evaluate_suite(engine, suite, model_names: list[str], limit: int | None, cache: ResultCache,
+                   progress: Progress, stats: dict[str, int], order_seed: int | None = None,
+                   dist: Dist | None = None) -> tuple[list[dict], dict]:
+    """Generate and score one suite for each model variant; returns (records, aggregates).
+
+    Prompts are planned into batches of `engine.batch_size` (longest first, or shuffled by
+    `order_seed`); a batch is the unit of caching and of data-parallel splitting, so every
+    rank decodes exactly the batches a single process would.
+    """
+    from harness.evaluate.engines.generate import plan_batches
+    from harness.evaluate.metrics import get_metric
+
+    dist = dist or Dist()
+    examples = suite.examples(limit)
+    if not examples:
+        raise ConfigError(f"suite '{suite.name}' has no items", "check its data file")
+    params = suite.generation
+    encoded = [encode_prompt(engine.tokenizer, suite.render(ex)) for ex in examples]
+    prompt_hashes = [sha256_bytes(text.encode("utf-8")) for text, _ in encoded]
+    id_hashes = [sha256_json(ids) for _, ids in encoded]
+    plan = plan_batches([len(ids) for _, ids in encoded], engine.batch_size, order_seed)
+    metrics = [get_metric(m) for m in suite.metric_names]
+    records: list[dict] = []
+    aggregates: dict[str, dict] = {}
+    for name in model_names:
+        keys = [item_key("generate", engine.model_key(name), h, params.key()) for h in id_hashes]
+        results = cache.get_many(keys)
+        advance = progress.task(f"{suite.name} · {name}", len(examples))
+        hits = sum(k in results for k in keys)
+        stats["cached"] += hits
+        advance(hits)
+        todo = dist.union([j for j, b in enumerate(plan) if not all(keys[i] in results for i in b.indices)])
+
+        def decode(j: int) -> dict[str, dict]:
+            indices = plan[j].indices
+            gens = {keys[i]: g.__dict__ for i, g in zip(indices, engine.generate(name, [encoded[i][1] for i in indices],
+                                                                                  params))}
+            cache.put_many({k: g for k, g in gens.items() if k not in results})  # each batch committed: resumable
+            advance(sum(k not in results for k in gens))
+            return gens
+
+        for gens in dist.map(decode, todo):
+            stats["computed"] += sum(k not in results for k in gens)
+            results.update({k: g for k, g in gens.items() if k not in results})
+        preds = [results[k]["text"].strip() for k in keys]
+        refs = [list(ex.references) for ex in examples]
+        item_scores = {m.name: m.score_items(preds, refs) for m in metrics}
+        agg = {m.name: m.aggregate(preds, refs, item_scores[m.name]) for m in metrics}
+        gens = [results[k] for k in keys]
+        agg.update(n=len(examples),
+                   mean_latency_s=sum(g["latency_s"] for g in gens) / len(gens),
+                   mean_new_tokens=sum(g["new_tokens"] for g in gens) / len(gens))
+        aggregates[name] = agg
+        for i, ex in enumerate(examples):
+            g = gens[i]
+            records.append({
+                "model": name, "kind": "suite", "task": suite.name, "item_id": ex.id,
+                "prompt_hash": prompt_hashes[i], "prediction": preds[i], "references": refs[i],
+                "scores": {m.name: item_scores[m.name][i] for m in metrics},
+                "latency_s": round(g["latency_s"], 4), "prompt_tokens": g["prompt_tokens"],
+                "new_tokens": g["new_tokens"], "stopped_by": g["stopped_by"],
+            })
+    return records, aggregates

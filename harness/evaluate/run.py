@@ -195,7 +195,7 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> RunMet
             "adapters": {n: {"path": str(a.path), "sha256": a.sha256,
                              "base_model_name_or_path": a.config.get("base_model_name_or_path"),
                              "lora": {k: a.config.get(k) for k in ("r", "lora_alpha", "target_modules")},
-                             "probe_max_abs_logit_delta": a.probe_max_abs_logit_delta,
+                             "probe_max_abs_logit_delta": a.probe_max_abs_logit_delta, "probe_quantity": a.probe_quantity,
                              "has_effect": a.has_effect, "warnings": a.warnings}
                          for n, a in engine.adapters.items()},
             "suites": {s.name: s.fingerprint() for s in suites},

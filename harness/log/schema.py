@@ -68,12 +68,35 @@ class AdapterProvenance(_Open):
     base_model_name_or_path: Optional[str] = None
     lora: dict[str, Any] = Field(default_factory=dict)
     probe_max_abs_logit_delta: Optional[float] = None
+    probe_quantity: str = "logit"  # what the probe compared: "logit", or "token log-prob" (vLLM)
     has_effect: Optional[StrictBool] = None
     warnings: list[str] = Field(default_factory=list)
 
 
+class Placement(_Open):
+    """Where the run's models ran (`--device`, `--dtype`, `--device-map`, `--load-in`, `--engine`)."""
+
+    device: str = "cpu"
+    dtype: str = "float32"
+    device_map: Optional[str] = None
+    load_in: Optional[str] = None
+    engine: str = "transformers"
+    gpu_name: Optional[str] = None
+    gpu_count: Optional[int] = None
+    peak_gpu_memory_gb: Optional[float] = None
+
+
+class Distributed(_Open):
+    """How many data-parallel processes computed the run (`accelerate launch` / `torchrun`)."""
+
+    world_size: int = 1
+
+
 class Provenance(_Open):
     """Hashes and versions that decide whether two runs are comparable."""
+
+    placement: Optional[Placement] = None
+    distributed: Optional[Distributed] = None
 
     base: dict[str, Any] = Field(default_factory=dict)
     adapters: dict[str, AdapterProvenance] = Field(default_factory=dict)

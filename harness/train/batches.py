@@ -46,7 +46,7 @@ class Batcher:
         self.model = model
         self.autocast = autocast
         base_forward = model.get_base_model().forward
-        self.keep_logits = "logits_to_keep" in inspect.signature(base_forward).parameters
+        self.keep_logits = "logits_to_keep" in inspect.signature(base_forward).parameters and _takes_a_mask(model)
 
     def tensors(self, idx: list[int]) -> tuple[Any, Any, Any]:
         """(input ids, labels, attention mask) of the micro-batch `idx`, right-padded."""
@@ -87,6 +87,22 @@ class Batcher:
                 logits = self.model(input_ids=ids, attention_mask=mask, use_cache=False).logits[keep]
         loss = F.cross_entropy(logits.float(), targets, reduction="sum")
         return loss, int(mask.sum())
+
+
+def _takes_a_mask(model) -> bool:
+    """Whether this transformers version accepts a per-row boolean `logits_to_keep` (older
+    ones take an int or one index list for all rows). Asked once, on a two-token input,
+    with the random state put back: dropout draws stay those of a run that never asked,
+    so a resumed training still retraces an uninterrupted one."""
+    import torch
+
+    keep = torch.tensor([[True, False]])
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            model(input_ids=torch.zeros((1, 2), dtype=torch.long), logits_to_keep=keep, use_cache=False)
+    except (IndexError, RuntimeError, TypeError):
+        return False
+    return True
 
 
 def validation_loss(batcher: Batcher, n: int, batch_size: int) -> float:

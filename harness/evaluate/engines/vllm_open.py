@@ -83,6 +83,9 @@ class VLLMRunEngine:
 
 def open_vllm(cfg, placement, warn: Callable[[str], None]) -> VLLMRunEngine:
     """Hash and check base and adapters, start vLLM with every adapter as a LoRA, probe."""
+    import os
+
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # its INFO lines would bury harness's own output
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 

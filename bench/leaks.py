@@ -67,7 +67,7 @@ def load_candidates(log) -> list[EvalItem]:
             log(f"  {task}: unavailable ({exc})")
             continue
         if task == "hellaswag":
-            from harness.leaks.io import arrow_folder_files, iter_arrow_batches
+            from harness.io import arrow_folder_files, iter_arrow_batches
             from harness.assets import asset_path
 
             labels = []

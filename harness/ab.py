@@ -34,6 +34,7 @@ class ABConfig:
     limit_per_subject: int | None = None
     num_fewshot: int = 0
     dtype: str = "float32"
+    device: str = "auto"  # where both training and evaluation run
     trust_code: list[Path] = field(default_factory=list)
     force: bool = False
     command: list[str] = field(default_factory=list)
@@ -62,7 +63,8 @@ def train_arms(ab: ABConfig, log: Callable[[str], None]) -> tuple[list[str], dic
             name = f"{arm}-seed{seed}" if len(arms) > 1 else f"seed{seed}"
             run_cfg = cfg.model_copy(update={
                 "base": ab.base, "data": ab.train, "out": RunFolder(ab.out).adapters / name, "seed": seed,
-                "eval_suites": list(ab.suites), "trust_code": list(ab.trust_code), "dtype": cfg.dtype})
+                "eval_suites": list(ab.suites), "trust_code": list(ab.trust_code), "dtype": cfg.dtype,
+                "device": ab.device})
             log(f"training adapter {name} (seed {seed}{', config ' + str(ab.vs if arm == 'B' else ab.config) if ab.config or ab.vs else ''})")
             result = train_adapter(run_cfg, log=log, progress=True, resume=True, force=ab.force)
             adapters.append(f"{name}={result.adapter_dir}")
@@ -106,6 +108,9 @@ def run_ab(ab: ABConfig, *, policy: str | Path | Policy | None = None, noise: st
 
     _check(ab)
     gate = pipeline.preflight(policy, noise, suites=ab.suites, benches=ab.benches, trust_code=ab.trust_code)
+    from harness.evaluate.devices import resolve
+
+    resolve(ab.device, ab.dtype)  # an absent or misspelt device fails before any training
     training: dict[str, dict] = {}
 
     def evaluate() -> RunMeta:
@@ -115,7 +120,7 @@ def run_ab(ab: ABConfig, *, policy: str | Path | Policy | None = None, noise: st
         training.update(records)
         cfg = RunConfig(base=ab.base, out=ab.out, adapters=adapters, suites=ab.suites, benches=ab.benches,
                         limit=ab.limit, limit_per_subject=ab.limit_per_subject, num_fewshot=ab.num_fewshot,
-                        dtype=ab.dtype, trust_code=ab.trust_code, force=True, command=ab.command,
+                        dtype=ab.dtype, device=ab.device, trust_code=ab.trust_code, force=True, command=ab.command,
                         train_files=[ab.train], extra_meta={"training": training})
         return execute(cfg, warn=lambda m: log(f"warning: {m}"))
 

@@ -93,3 +93,16 @@ def test_cuda_generation_and_scores_match_the_cpu(tmp_path, tiny_dir, tiny_lora)
         assert a["item_id"] == b["item_id"] and a["prediction"] == b["prediction"]
         for x, y in zip(a.get("loglikelihoods", []), b.get("loglikelihoods", [])):
             assert abs(x - y) < 1e-3
+
+
+@pytest.mark.parametrize("command", [
+    ["calibrate", "{tiny}", "--suite", "{suite}", "--out", "{tmp}/noise.json"],
+    ["train", "{tiny}", "--data", "{tmp}/d.jsonl", "--out", "{tmp}/adapter"],
+    ["ab", "{tiny}", "--train", "{tmp}/d.jsonl", "--suite", "{suite}", "--out", "{tmp}/ab"],
+])
+def test_every_model_command_takes_device(tmp_path, tiny_dir, command):
+    suite = make_suite(tmp_path / "arith", n=2)
+    (tmp_path / "d.jsonl").write_text('{"prompt": "1+1=", "completion": "2"}\n')
+    args = [a.format(tiny=tiny_dir, suite=suite, tmp=tmp_path) for a in command]
+    proc = cli(*args, "--device", "tpu", check=False)
+    assert proc.returncode == 2 and "tpu" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr

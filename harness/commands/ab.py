@@ -26,6 +26,7 @@ def register(app: typer.Typer) -> None:
            policy: Optional[Path] = typer.Option(None, "--policy", "-p", help="Gate policy YAML."),
            out: Path = typer.Option(Path("runs/ab"), "--out", "-o", help="Folder for adapters, run log and report."),
            dtype: str = typer.Option("float32", "--dtype"),
+           device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps (training and evaluation)."),
            trust_code: Optional[List[Path]] = typer.Option(None, "--trust-code"),
            force: bool = typer.Option(False, "--force", help="Retrain adapters whose folders hold other trainings.")) -> None:
         """Train one LoRA adapter per seed (and per config with --vs), leak-check, compare, gate, report."""
@@ -40,7 +41,7 @@ def register(app: typer.Typer) -> None:
         cfg = ABConfig(base=base, train=train, out=out, suites=list(suite or []),
                        benches=[b.strip() for v in bench or [] for b in v.split(",") if b.strip()], seeds=seed_list,
                        config=config, vs=vs, overrides={"epochs": epochs, "lr": lr, "rank": rank, "max_steps": max_steps},
-                       limit=limit, limit_per_subject=limit_per_subject, num_fewshot=num_fewshot, dtype=dtype,
+                       limit=limit, limit_per_subject=limit_per_subject, num_fewshot=num_fewshot, dtype=dtype, device=device,
                        trust_code=list(trust_code or []), force=force, command=["harness", *sys.argv[1:]])
         meta, code = run_ab(cfg, policy=policy, log=lambda m: typer.echo(m, err=True))
         _print(meta)

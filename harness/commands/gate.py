@@ -70,6 +70,7 @@ def calibrate(model: str = typer.Argument(..., help="Base model: folder, .gguf f
                                                               help="Seeded sample of N items per benchmark subject."),
               num_fewshot: int = typer.Option(0, "--num-fewshot", help="Few-shot examples for benchmarks."),
               dtype: str = typer.Option("float32", "--dtype"), seed: int = typer.Option(0, "--seed"),
+              device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps."),
               keep_runs: Optional[Path] = typer.Option(None, "--keep-runs", help="Keep both run folders here."),
               allow_pickle: bool = typer.Option(False, "--allow-pickle"),
               trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
@@ -83,7 +84,7 @@ def calibrate(model: str = typer.Argument(..., help="Base model: folder, .gguf f
     benches = [b.strip() for item in bench or [] for b in item.split(",") if b.strip()]
     doc = run_calibration(model, out=out, suites=list(suite or []), benches=benches, adapter=adapter,
                           batch_sizes=_batch_sizes(batch_sizes), limit=limit, limit_per_subject=limit_per_subject,
-                          num_fewshot=num_fewshot, dtype=dtype, seed=seed,
+                          num_fewshot=num_fewshot, dtype=dtype, device=device, seed=seed,
                           trust_code=list(trust_code or []), allow_pickle=allow_pickle,
                           trust_remote_code=trust_remote_code, runs_dir=keep_runs,
                           command=["harness", *sys.argv[1:]],

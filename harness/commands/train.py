@@ -57,7 +57,9 @@ def train(
     patience: Optional[int] = typer.Option(None, "--patience", help="Early stopping after N evaluations without improvement.",
                                            rich_help_panel=_HP),
     min_delta: Optional[float] = typer.Option(None, "--min-delta", rich_help_panel=_HP),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 | bf16 (CPU autocast).", rich_help_panel=_HP),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 | bf16 (autocast).", rich_help_panel=_HP),
+    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N | mps (default: auto).",
+                                         rich_help_panel=_HP),
     save_every: Optional[int] = typer.Option(None, "--save-every", help="Checkpoint every N steps [50]; 0 = off."),
     keep_checkpoints: Optional[int] = typer.Option(None, "--keep-checkpoints", help="Latest checkpoints kept [2]."),
     eval_suite: Optional[List[str]] = typer.Option(None, "--eval-suite", "-s",
@@ -90,7 +92,7 @@ def train(
         weight_decay=weight_decay, scheduler=scheduler, warmup_ratio=warmup_ratio, warmup_steps=warmup_steps,
         max_grad_norm=max_grad_norm, epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum,
         max_length=max_length, group_by_length=group_by_length, seed=seed, eval_every=eval_every, patience=patience,
-        min_delta=min_delta, dtype=dtype, save_every=save_every, keep_checkpoints=keep_checkpoints,
+        min_delta=min_delta, dtype=dtype, device=device, save_every=save_every, keep_checkpoints=keep_checkpoints,
         eval_suites=list(eval_suite) if eval_suite else None, allow_overlap=allow_overlap or None,
         trust_code=list(trust_code) if trust_code else None)
     try:

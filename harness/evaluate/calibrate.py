@@ -17,7 +17,7 @@ from harness.errors import ConfigError
 
 def calibrate(model: str, *, out: Path, suites: list[str], benches: list[str] | None = None,
               adapter: str | None = None, batch_sizes: tuple[int, int] = (16, 3), limit: int | None = None,
-              limit_per_subject: int | None = None, num_fewshot: int = 0, dtype: str = "float32", seed: int = 0,
+              limit_per_subject: int | None = None, num_fewshot: int = 0, dtype: str = "float32", device: str = "auto", seed: int = 0,
               trust_code: list[Path] | None = None, allow_pickle: bool = False, trust_remote_code: bool = False,
               runs_dir: Path | None = None, command: list[str] | None = None,
               warn: Callable[[str], None] | None = None, shuffle: bool = True) -> dict[str, Any]:
@@ -34,6 +34,7 @@ def calibrate(model: str, *, out: Path, suites: list[str], benches: list[str] | 
         limit_per_subject: Seeded sample of N items per benchmark subject (benchmarks only).
         num_fewshot: Few-shot examples for benchmarks.
         dtype: Model dtype.
+        device: Where the model runs (auto | cpu | cuda | cuda:N | mps).
         seed: Run seed.
         trust_code: Suite folders whose python hook may run.
         allow_pickle: Allow pickle checkpoints.
@@ -73,7 +74,7 @@ def calibrate(model: str, *, out: Path, suites: list[str], benches: list[str] | 
         for i, bs in enumerate(batch_sizes):
             kwargs: dict[str, Any] = dict(
                 base=model, out=root / f"run{i + 1}-bs{bs}", adapters=[adapter] if adapter else [],
-                suites=list(suites), limit=limit, include_base=not adapter, batch_size=bs, dtype=dtype, seed=seed,
+                suites=list(suites), limit=limit, include_base=not adapter, batch_size=bs, dtype=dtype, device=device, seed=seed,
                 allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, trust_code=list(trust_code or []),
                 use_cache=False, force=True, command=list(command or []),
                 order_seed=seed + 1 if shuffle and i == 1 else None)

@@ -73,7 +73,10 @@ class Batcher:
         import torch
         import torch.nn.functional as F
 
-        ids, labels, mask = self.tensors(idx)
+        from harness.evaluate.devices import model_device
+
+        device = model_device(self.model)
+        ids, labels, mask = (x.to(device) for x in self.tensors(idx))
         # position t predicts token t+1: keep logits where the next token is labelled
         keep = torch.zeros_like(labels, dtype=torch.bool)
         keep[:, :-1] = labels[:, 1:] != IGNORE
@@ -96,10 +99,13 @@ def _takes_a_mask(model) -> bool:
     so a resumed training still retraces an uninterrupted one."""
     import torch
 
-    keep = torch.tensor([[True, False]])
+    from harness.evaluate.devices import model_device
+
+    device = model_device(model)
+    keep = torch.tensor([[True, False]], device=device)
     try:
         with torch.random.fork_rng(devices=[]), torch.no_grad():
-            model(input_ids=torch.zeros((1, 2), dtype=torch.long), logits_to_keep=keep, use_cache=False)
+            model(input_ids=torch.zeros((1, 2), dtype=torch.long, device=device), logits_to_keep=keep, use_cache=False)
     except (IndexError, RuntimeError, TypeError):
         return False
     return True

@@ -119,12 +119,25 @@ class TrainConfig(BaseModel):
     patience: int | None = Field(None, gt=0)
     min_delta: float = Field(0.0, ge=0)
     dtype: str = "float32"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps, as for evaluation
 
     save_every: int = Field(50, ge=0)
     keep_checkpoints: int = Field(2, gt=0)
     eval_suites: list[str] = Field(default_factory=list)
     allow_overlap: bool = False
     trust_code: list[Path] = Field(default_factory=list)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        from harness.evaluate.devices import DEVICE_HELP, check_syntax
+        from harness.errors import ConfigError
+
+        try:
+            check_syntax(value)
+        except ConfigError:
+            raise ValueError(f"unknown device '{value}'; use {DEVICE_HELP}") from None
+        return value
 
     @field_validator("dtype")
     @classmethod

@@ -16,9 +16,12 @@ def load_model(cfg: TrainConfig) -> tuple[Any, Any, Any]:
 
     The one place where the base model is loaded and placed; `add_lora` wraps it.
     """
+    from harness.evaluate.devices import Placement, resolve
     from harness.evaluate.models import load_base
 
-    return load_base(cfg.base)  # type: ignore[arg-type]
+    # master weights stay float32 on any device; bf16 is autocast (Trainer.autocast)
+    device = resolve(cfg.device, "float32").device
+    return load_base(cfg.base, placement=Placement(device=device))  # type: ignore[arg-type]
 
 
 def add_lora(model: Any, cfg: TrainConfig) -> tuple[Any, list[str] | str]:

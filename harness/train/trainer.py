@@ -88,7 +88,10 @@ class Trainer:
         """bf16 autocast around forward passes when training in bf16, else nothing."""
         import torch
 
-        return torch.autocast("cpu", dtype=torch.bfloat16) if self.cfg.dtype == "bfloat16" else contextlib.nullcontext()
+        from harness.evaluate.devices import model_device
+
+        kind = torch.device(model_device(self.model)).type
+        return torch.autocast(kind, dtype=torch.bfloat16) if self.cfg.dtype == "bfloat16" else contextlib.nullcontext()
 
     def prepare(self, resume: bool) -> None:
         """Optimizer and LR schedule; with `resume`, everything restored from the latest checkpoint."""

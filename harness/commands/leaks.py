@@ -84,6 +84,7 @@ def leaks(train: List[Path] = typer.Option(..., "--train", "-t", help="Training 
           model: Optional[str] = typer.Option(None, "--model", "-m", help="Base model for --membership."),
           adapter: Optional[str] = typer.Option(None, "--adapter", "-a", help="The adapter trained on --train."),
           dtype: str = typer.Option("float32", "--dtype", help="float32 | bfloat16 | float16 (membership)."),
+          device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps (membership)."),
           allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow pickle checkpoints (membership)."),
           trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
           trust_code: Optional[List[Path]] = typer.Option(None, "--trust-code", help="Suite folder whose python hook "
@@ -101,6 +102,11 @@ def leaks(train: List[Path] = typer.Option(..., "--train", "-t", help="Training 
                           "pass --model BASE --adapter PATH (or drop --membership)")
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}", "pass --workers 2")
+    placement = None
+    if membership:
+        from harness.evaluate.devices import resolve
+
+        placement = resolve(device, dtype)  # before the scan: a missing GPU is said at once
     items = eval_items(list(suite or []), list(bench or []), limit, trust_code)
     cfg = LeakConfig(minhash=not no_minhash)
     with _progress_bar("scanning training data") as bar:
@@ -114,7 +120,7 @@ def leaks(train: List[Path] = typer.Option(..., "--train", "-t", help="Training 
         from harness.evaluate import models
         from harness.leaks.membership import membership as min_k
 
-        bundle = models.load(model, [adapter], dtype=dtype, allow_pickle=allow_pickle,
+        bundle = models.load(model, [adapter], placement=placement, allow_pickle=allow_pickle,
                              trust_remote_code=trust_remote_code, probe=False)
         name = next(iter(bundle.adapters))
         with _progress_bar("min-k% scoring") as bar:

@@ -85,10 +85,14 @@ class LocalBackend:
 
     def _load(self) -> Any:
         if self._bundle is None:
+            import os
+
+            from harness.evaluate.devices import resolve
             from harness.evaluate.models import load
 
             started = time.monotonic()
-            self._bundle = load(self.spec.model, probe=False, warn=self.log)
+            placement = resolve(os.environ.get("HARNESS_JUDGE_DEVICE") or self.spec.device)
+            self._bundle = load(self.spec.model, placement=placement, probe=False, warn=self.log)
             self.log(f"judge model {self.spec.model} loaded in {time.monotonic() - started:.1f}s")
         return self._bundle
 

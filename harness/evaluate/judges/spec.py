@@ -32,6 +32,7 @@ A judge block looks like this (every key is checked; unknown keys are errors)::
         scores: {faithfulness: human.faithfulness}   # criterion -> dotted field
         method: spearman           #   spearman (scores) | kappa | kappa_quadratic (categorical)
       batch_size: 8                # local backend: prompts decoded together
+      device: auto                 # local backend: auto | cpu | cuda | cuda:N | mps
 
 `HARNESS_JUDGE_BASE_URL`, `HARNESS_JUDGE_MODEL` and `HARNESS_JUDGE_API_KEY_ENV` override any
 suite's endpoint (a base URL override also selects the openai backend), so one suite file
@@ -139,6 +140,19 @@ class JudgeSpec(_Strict):
     prompt: PromptSpec = Field(default_factory=PromptSpec)
     human_labels: LabelsSpec | None = None
     batch_size: int = Field(8, ge=1)
+    device: str = "auto"  # local backend: auto | cpu | cuda | cuda:N | mps (HARNESS_JUDGE_DEVICE overrides)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        from harness.errors import ConfigError
+        from harness.evaluate.devices import DEVICE_HELP, check_syntax
+
+        try:
+            check_syntax(value)
+        except ConfigError:
+            raise ValueError(f"unknown device '{value}'; use {DEVICE_HELP}") from None
+        return value
 
     @field_validator("mode", mode="before")
     @classmethod

@@ -27,7 +27,6 @@ reads the same way: `max_drop` is always the largest tolerated worsening.
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -143,33 +142,6 @@ class Policy(BaseModel):
         return path
 
 
-def _where(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def _fix(err: dict[str, Any], model: type[BaseModel]) -> str:
-    kind = err.get("type", "")
-    loc = [p for p in err.get("loc", ()) if not isinstance(p, int)]
-    if kind == "extra_forbidden":
-        field = str(loc[-1]) if loc else ""
-        owner = Rule if "rules" in loc[:-1] else (Bootstrap if "bootstrap" in loc[:-1] else Policy)
-        allowed = list(owner.model_fields)
-        close = difflib.get_close_matches(field, allowed, n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        return f"{hint}allowed fields: {', '.join(allowed)}"
-    if kind == "missing":
-        return f"add `{loc[-1] if loc else 'the field'}:` (see {EXAMPLE})"
-    if kind == "literal_error":
-        expected = err.get("ctx", {}).get("expected", "")
-        return f"use one of {expected}"
-    if kind == "value_error":
-        return f"see the documented example in {EXAMPLE}"
-    return f"correct the value (see {EXAMPLE})"
-
-
 def parse_policy(data: Any, source: str | Path = "<policy>") -> Policy:
     """Validates an already-parsed policy document.
 
@@ -186,11 +158,9 @@ def parse_policy(data: Any, source: str | Path = "<policy>") -> Policy:
     try:
         policy = Policy.model_validate(data)
     except ValidationError as exc:
-        errors = exc.errors()
-        first = errors[0]
-        msg = first.get("msg", "invalid").removeprefix("Value error, ")
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ConfigError(f"{source}: {_where(first.get('loc', ()))}: {msg}{more}", _fix(first, Policy)) from None
+        from harness.spec_errors import spec_error
+
+        raise spec_error(exc, str(source), Policy, docs=f"the documented example in {EXAMPLE}") from None
     policy._source = Path(source)
     return policy
 

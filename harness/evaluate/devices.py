@@ -87,6 +87,15 @@ def check_syntax(device: str, dtype: str | None = None, device_map: str | None =
         raise ConfigError(f"--load-in {load_in!r} is not supported", "use --load-in 4bit or --load-in 8bit")
 
 
+def device_field(value: str) -> str:
+    """A pydantic validator body for a `device:` setting in a spec file (training, judges)."""
+    try:
+        check_syntax(value)
+    except ConfigError:
+        raise ValueError(f"unknown device '{value}'; use {DEVICE_HELP}") from None
+    return value
+
+
 def _mps_available(torch) -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend and backend.is_available())

@@ -145,14 +145,9 @@ class JudgeSpec(_Strict):
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:
-        from harness.errors import ConfigError
-        from harness.evaluate.devices import DEVICE_HELP, check_syntax
+        from harness.evaluate.devices import device_field
 
-        try:
-            check_syntax(value)
-        except ConfigError:
-            raise ValueError(f"unknown device '{value}'; use {DEVICE_HELP}") from None
-        return value
+        return device_field(value)
 
     @field_validator("mode", mode="before")
     @classmethod

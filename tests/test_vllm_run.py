@@ -25,15 +25,18 @@ def test_vllm_engine_writes_the_transformers_engines_run(tmp_path):
     rows = {d: [json.loads(x) for x in (tmp_path / d / "items.jsonl").read_text().splitlines()] for d in ("hf", "vllm")}
     assert len(rows["hf"]) == len(rows["vllm"]) == 3 * (6 + 6)
     worst: dict[str, float] = {}
+    relative = 0.0
     for x, y in zip(rows["hf"], rows["vllm"]):
         assert (x["model"], x["task"], x["item_id"]) == (y["model"], y["task"], y["item_id"])
         assert x["prediction"] == y["prediction"] and x["scores"] == y["scores"]
         for p, q in zip(x.get("loglikelihoods", []), y.get("loglikelihoods", [])):
             worst[x["model"]] = max(worst.get(x["model"], 0.0), abs(p - q))
-    assert worst["base"] <= 1e-4
-    # the CPU transformers engine merges LoRA into the weights, vLLM adds x·A·B: with these
-    # strong random adapters their fp32 sums over ~20-token endings part by up to ~3e-4
-    assert max(worst["A"], worst["B"]) <= 5e-4
+            relative = max(relative, abs(p - q) / max(1.0, abs(p)))
+    assert set(worst) == {"base", "A", "B"} and worst["base"] <= 1e-4
+    # Both engines apply LoRA unmerged (x·Aᵀ·Bᵀ), in different kernels and summation orders.
+    # These strong random adapters drive 20-token ending sums to -50..-230 nats, where the
+    # two fp32 paths part by up to 2.1e-6 of the sum (2.8e-4 absolute, measured).
+    assert relative <= 4e-6
     base_ll = [r["loglikelihoods"] for r in rows["vllm"] if r["model"] == "base" and r["task"] == "hellaswag"]
     for name in ("A", "B"):  # base rows are never scored with an adapter (and adapters are applied)
         adapted = [r["loglikelihoods"] for r in rows["vllm"] if r["model"] == name and r["task"] == "hellaswag"]

@@ -96,6 +96,12 @@ def _check(ab: ABConfig) -> None:
         raise ConfigError("--seeds is empty", "pass e.g. --seeds 0,1,2")
     if not ab.suites and not ab.benches:
         raise ConfigError("nothing to evaluate", "pass --suite and/or --bench")
+    from harness.outputs.guard import check_dir
+
+    folder = RunFolder(check_dir(ab.out))
+    if folder.has_run() and not ab.force and not folder.written_by_ab():
+        raise ConfigError(f"--out {ab.out} already holds a run that `harness ab` did not write",
+                          "choose another --out folder, or pass --force to replace it")
 
 
 def run_ab(ab: ABConfig, *, policy: str | Path | Policy | None = None, noise: str | Path | None = None,

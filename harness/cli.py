@@ -107,6 +107,12 @@ def _print_summary(cfg, meta) -> None:
             if model != "base" and agg.flips is not None:
                 f = agg.flips
                 console.print(f"{task} · {model}: {f['right_to_wrong']} right→wrong, {f['wrong_to_right']} wrong→right")
+    for _, tasks in meta.aggregates.sections():
+        for task, per_model in tasks.items():
+            cut = max((agg.truncated or 0 for agg in per_model.values()), default=0)
+            if cut:
+                _err(f"warning: {cut} prompts of '{task}' were cut on the left to fit the model's context "
+                     "(items.jsonl: truncated_tokens)")
     folder = RunFolder(cfg.out)
     if meta.leaks:
         _print_leaks(console, meta.leaks)
@@ -268,28 +274,49 @@ def _register_command_modules() -> None:
 _register_command_modules()
 
 
+RESUME = "interrupted: re-run the same command to resume (finished batches are cached)"
+
+
+def _os_error(exc: OSError) -> str:
+    """One line for a failed read or write: which file, why, and what to do."""
+    import errno
+
+    where = f" {exc.filename}" if exc.filename else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return (f"error: no space left writing{where} ({exc.strerror}); fix: free disk space (or point --out / "
+                "HARNESS_HOME elsewhere) and re-run the same command: finished batches are cached")
+    return f"error: cannot access{where}: {exc.strerror or exc}; fix: check the path and its permissions"
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: exit 0 ok, 1 failed gate, 2 bad input, 130 interrupted."""
+    """Entry point: exit 0 ok, 1 failed gate, 2 bad input, 130 interrupted. `--debug` adds a
+    traceback to an error and never changes the exit code CI sees."""
+    import traceback
+
     import click
 
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+
+    def fail(line: str, code: int) -> None:
+        if debug:
+            traceback.print_exc()
+        _err(line)
+        sys.exit(code)
+
     try:
         rc = app(args=argv, prog_name="harness", standalone_mode=False)
     except HarnessError as exc:
-        if debug:
-            raise
-        _err(f"error: {exc}")
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        _err("interrupted: re-run the same command to resume (finished batches are cached)")
-        sys.exit(130)
+        fail(f"error: {exc}", exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        fail(RESUME, 130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        _err("interrupted: re-run the same command to resume (finished batches are cached)")
-        sys.exit(130)
+    except OSError as exc:  # a file the checks up front could not foresee: disk full, vanished folder
+        fail(_os_error(exc), 2)
+    if rc == 130:  # typer turns Ctrl-C into a silent Exit(130); the user must still learn how to resume
+        _err(RESUME)
     sys.exit(rc if isinstance(rc, int) else 0)
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from harness.home import home
+from harness.home import home, writes_allowed
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -57,9 +58,13 @@ def hash_files(paths: list[Path]) -> str:
             digest = memo[key] = sha256_file(path)
             changed = True
         h.update(path.name.encode() + b"\0" + digest.encode() + b"\0")
-    if changed:
-        memo_path.parent.mkdir(parents=True, exist_ok=True)
+    if changed and writes_allowed():
         tmp = memo_path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(memo))
-        os.replace(tmp, memo_path)
+        try:  # a memo only saves time: a read-only or full cache home must not stop a run
+            memo_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(memo))
+            os.replace(tmp, memo_path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
     return h.hexdigest()

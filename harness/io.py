@@ -112,19 +112,36 @@ def _jsonl(path: Path, fmt: str) -> Iterator[tuple[str, Any]]:
                     raise ConfigError(f"{display_path(path)} is a JSON array, not JSON Lines", _JSONL_ARRAY_HINT) from None
                 raise ConfigError(f"{display_path(path)}:{lineno}: invalid JSON: {exc.msg} (column {exc.colno})",
                                   "fix or regenerate that line; each line must be one JSON object") from None
+            if "\\ud" in line.lower():
+                _refuse_lone_surrogates(record, f"{display_path(path)}:{lineno}")
             yield f"line {lineno}", record
 
 
-def _json_list(path: Path, fmt: str) -> Iterator[tuple[str, Any]]:
+def _refuse_lone_surrogates(record: Any, where: str) -> None:
+    """A `\\ud800`-style escape without its pair decodes to text no tokenizer or UTF-8 file
+    can hold; say where, rather than crash in the tokenizer minutes later."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start:exc.end].encode("unicode_escape").decode()
+        raise ConfigError(f"{where}: text holds a lone UTF-16 surrogate ({bad}), which is not valid Unicode",
+                          "remove it, or write the character with both halves of its surrogate pair") from None
+
+
+def _json_list(path: Path, fmt: str) -> Iterator[tuple[str, Any]]:
+    text = path.read_text(encoding="utf-8")
+    try:
+        doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{display_path(path)}:{exc.lineno}: invalid JSON: {exc.msg} (column {exc.colno})",
                           "fix or regenerate the file") from None
     if not isinstance(doc, list):
         raise ConfigError(f"{display_path(path)}: a .json data file must hold a list of records, got {type(doc).__name__}",
                           "write a JSON list of objects, or use .jsonl")
+    escapes = "\\ud" in text.lower()
     for i, record in enumerate(doc):
+        if escapes:
+            _refuse_lone_surrogates(record, f"{display_path(path)}: item {i}")
         yield f"item {i}", record
 
 

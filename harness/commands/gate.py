@@ -74,7 +74,8 @@ def calibrate(model: str = typer.Argument(..., help="Base model: folder, .gguf f
               keep_runs: Optional[Path] = typer.Option(None, "--keep-runs", help="Keep both run folders here."),
               allow_pickle: bool = typer.Option(False, "--allow-pickle"),
               trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
-              trust_code: Optional[List[Path]] = typer.Option(None, "--trust-code")) -> None:
+              trust_code: Optional[List[Path]] = typer.Option(None, "--trust-code"),
+              force: bool = typer.Option(False, "--force", help="Replace an --out file that harness did not write.")) -> None:
     """Score one model twice (different batch sizes and item order, no cache) and record the drift: the noise floor.
 
     `harness gate --noise FILE` then warns about every rule whose threshold is below it.
@@ -88,7 +89,7 @@ def calibrate(model: str = typer.Argument(..., help="Base model: folder, .gguf f
                           trust_code=list(trust_code or []), allow_pickle=allow_pickle,
                           trust_remote_code=trust_remote_code, runs_dir=keep_runs,
                           command=["harness", *sys.argv[1:]],
-                          warn=lambda m: typer.echo(f"warning: {m}", err=True), shuffle=shuffle)
+                          warn=lambda m: typer.echo(f"warning: {m}", err=True), shuffle=shuffle, force=force)
     bs = doc.get("batch_sizes")
     for t in doc["tasks"]:
         for metric, m in t["metrics"].items():

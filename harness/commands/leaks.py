@@ -88,7 +88,8 @@ def leaks(train: List[Path] = typer.Option(..., "--train", "-t", help="Training 
           allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow pickle checkpoints (membership)."),
           trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
           trust_code: Optional[List[Path]] = typer.Option(None, "--trust-code", help="Suite folder whose python hook "
-                                                          "may run; repeatable.")) -> None:
+                                                          "may run; repeatable."),
+          force: bool = typer.Option(False, "--force", help="Replace the scan already in --out.")) -> None:
     """Scan training data for copies of eval items; label each item clean / suspect / contaminated."""
     from harness.errors import ConfigError
     from harness.leaks import LeakConfig, eval_items, parse_field_specs, scan, write_leaks
@@ -102,6 +103,14 @@ def leaks(train: List[Path] = typer.Option(..., "--train", "-t", help="Training 
                           "pass --model BASE --adapter PATH (or drop --membership)")
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}", "pass --workers 2")
+    from harness.log.folder import LEAK_SUMMARY, LEAKS
+    from harness.outputs.guard import check_dir
+
+    check_dir(out)
+    earlier = [n for n in (LEAKS, LEAK_SUMMARY) if (out / n).exists()]
+    if earlier and not force:
+        raise ConfigError(f"--out {out} already holds a leak scan ({earlier[0]})",
+                          "pass --force to replace it, or choose another --out folder")
     placement = None
     if membership:
         from harness.evaluate.devices import resolve

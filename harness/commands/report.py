@@ -18,14 +18,15 @@ def report(run_dir: Path = typer.Argument(..., help="Run folder written by `harn
                                                    "(default: RUN_DIR/report.html)."),
            policy: Optional[Path] = typer.Option(None, "--policy", "-p",
                                                  help="Gate policy whose confidence and bootstrap settings to use "
-                                                      "(default: those of the gate that wrote verdict.json).")) -> None:
+                                                      "(default: those of the gate that wrote verdict.json)."),
+           force: bool = typer.Option(False, "--force", help="Replace an --out file that is not a harness report.")) -> None:
     """Render a self-contained HTML report (opens offline, loads nothing) and print its path.
 
     Exit codes: 0 written; 2 error (missing or corrupt run log, incomparable models, bad policy, unwritable --out).
     """
     from harness.outputs.report.html import render_report
 
-    typer.echo(str(render_report(run_dir, out, policy)))
+    typer.echo(str(render_report(run_dir, out, policy, force=force)))
 
 
 def register(app: typer.Typer) -> None:

@@ -100,7 +100,7 @@ def train(
                                force=force, stop_after_steps=stop_after, command=["harness", *sys.argv[1:]])
     except KeyboardInterrupt:
         typer.echo("interrupted: run the same command with --resume to continue from the last checkpoint", err=True)
-        raise typer.Exit(130)
+        sys.exit(130)  # not typer.Exit: the CLI would add the evaluation's own resume advice
     if not result.finished:
         typer.echo(f"stopped at step {result.record['state']['step']} of {result.record['total_steps']}: "
                    "run the same command with --resume to continue")

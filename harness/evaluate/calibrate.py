@@ -20,7 +20,7 @@ def calibrate(model: str, *, out: Path, suites: list[str], benches: list[str] | 
               limit_per_subject: int | None = None, num_fewshot: int = 0, dtype: str = "float32", device: str = "auto", seed: int = 0,
               trust_code: list[Path] | None = None, allow_pickle: bool = False, trust_remote_code: bool = False,
               runs_dir: Path | None = None, command: list[str] | None = None,
-              warn: Callable[[str], None] | None = None, shuffle: bool = True) -> dict[str, Any]:
+              warn: Callable[[str], None] | None = None, shuffle: bool = True, force: bool = False) -> dict[str, Any]:
     """Scores one model twice (different batch sizes, no cache) and writes the drift to `out`.
 
     Args:
@@ -64,9 +64,11 @@ def calibrate(model: str, *, out: Path, suites: list[str], benches: list[str] | 
         bench_options["num_fewshot"] = num_fewshot
     if benches and limit_per_subject is not None:
         bench_options["limit_per_subject"] = limit_per_subject
-    out = Path(out)
-    if out.is_dir():
-        raise ConfigError(f"--out {out} is a folder", "pass a file path, e.g. noise/smollm2.json")
+    from harness.outputs.guard import check_dir, check_file, starts_with
+
+    out = check_file(out, force=force, ours=starts_with(f'"schema": "{SCHEMA}"'.encode()))
+    if runs_dir is not None:
+        check_dir(runs_dir, "--keep-runs")
     keep = runs_dir is not None
     root = Path(runs_dir) if keep else Path(tempfile.mkdtemp(prefix="harness-calibrate-"))
     try:
@@ -92,6 +94,8 @@ def calibrate(model: str, *, out: Path, suites: list[str], benches: list[str] | 
            **{k: v for k, v in doc.items() if k != "schema"}}
     if keep:
         doc["runs"] = [str(d) for d in dirs]
+    from harness.log.folder import atomic_write
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    atomic_write(out, [json.dumps(doc, indent=2) + "\n"])
     return doc

@@ -333,6 +333,22 @@ def probe_adapters(bundle: ModelBundle) -> None:
             info.probe_max_abs_logit_delta = float((out - ref).abs().max())
 
 
+def check_files(base: str, adapters: list[str] | tuple[str, ...] = (), *, allow_pickle: bool = False,
+                trust_remote_code: bool = False) -> None:
+    """The checks on base and adapter files that need no model: a missing folder, a missing
+    config or weights, pickle or remote code not allowed, a bad adapter argument. Commands call
+    it before anything slow, so a typo costs a second."""
+    kind, location, _ = resolve_base(base)
+    if kind == "folder":
+        _check_remote_code(location, trust_remote_code)
+        _weights_in(location, allow_pickle, "model folder")
+    for name, path in parse_adapters(adapters):
+        if not path.is_dir():
+            raise ModelError(f"adapter '{name}': {path} is not a folder", "pass a PEFT adapter folder (with adapter_config.json)")
+        if not (path / "adapter_config.json").is_file():
+            raise ModelError(f"adapter '{name}': no adapter_config.json in {path}", "pass a folder saved by peft's save_pretrained")
+
+
 def load(base: str, adapters: list[str] | tuple[str, ...] = (), *, dtype: str = "float32",
          placement: Placement | None = None, allow_pickle: bool = False, trust_remote_code: bool = False, revision: str | None = None,
          probe: bool = True, warn: Callable[[str], None] | None = None) -> ModelBundle:

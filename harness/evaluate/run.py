@@ -67,9 +67,9 @@ def default_cache_path() -> Path:
 
 def _check_out_dir(cfg: RunConfig) -> None:
     """Refuse to replace a finished run of something else: results are never silently lost."""
-    folder = RunFolder(cfg.out)
-    if cfg.out.exists() and not cfg.out.is_dir():
-        raise ConfigError(f"--out {cfg.out} is a file", "pass a folder path")
+    from harness.outputs.guard import check_dir
+
+    folder = RunFolder(check_dir(cfg.out))
     if folder.has_run() and not cfg.force:
         if folder.read_spec() != cfg.spec():
             raise ConfigError(f"{cfg.out} already holds a run of other models/suites/settings",
@@ -84,6 +84,9 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> RunMet
     from harness.evaluate.suites import load_suite
 
     warn = warn or (lambda m: print(f"warning: {m}", file=sys.stderr))
+    from harness.home import allow_writes
+
+    allow_writes(cfg.use_cache)
     if not cfg.suites and not cfg.benches:
         raise ConfigError("nothing to evaluate", "pass --suite NAME (see `harness suites list`) and/or --bench mmlu,hellaswag")
     if cfg.limit_per_subject is not None and cfg.limit_per_subject < 1:
@@ -117,6 +120,9 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> RunMet
     judged = [s for s in suites if cfg.judge and judge_enabled(s)]
     for s in judged:  # missing key, unreachable endpoint, bad rubric: fail before loading models
         validate_judge(s)
+    from harness.evaluate.models import check_files
+
+    check_files(cfg.base, cfg.adapters, allow_pickle=cfg.allow_pickle, trust_remote_code=cfg.trust_remote_code)
     _check_out_dir(cfg)
     dist = current_dist()  # under accelerate launch / torchrun: this rank; else a world of one
     leak_report = scan_leaks(cfg, suites, warn) if cfg.train_files and dist.is_main else None
@@ -166,14 +172,11 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> RunMet
     if not dist.is_main:  # rank 0 holds every record and alone writes the run folder
         return None
     if leak_report is not None:
-        from harness.leaks import write_leaks
-
         labels = leak_report.label_map()
         for rec in records:
             label = labels.get((rec["task"], rec["item_id"]))
             if label is not None:
                 rec["leak"] = label
-        write_leaks(cfg.out, leak_report)
     metric_info = {}
     if cfg.benches:
         from harness.evaluate.forgetting.runner import BENCH_METRICS
@@ -219,7 +222,13 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> RunMet
         "timing": {"load_s": round(load_s, 2), "total_s": round(time.time() - started, 2),
                    "items_computed": stats["computed"], "items_cached": stats["cached"]},
     })
-    RunFolder(cfg.out).write_run(meta, records)
+    folder = RunFolder(cfg.out)
+    folder.write_run(meta, records)  # first: a failed write (disk full) leaves the earlier run whole
+    folder.clear_derived(in_use=[a.path for a in engine.adapters.values()])
+    if leak_report is not None:
+        from harness.leaks import write_leaks
+
+        write_leaks(cfg.out, leak_report)
     return meta
 
 

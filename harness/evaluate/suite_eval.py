@@ -23,6 +23,27 @@ def encode_prompt(tokenizer, prompt) -> tuple[str, list[int]]:
     return prompt.text, tokenizer(prompt.text)["input_ids"]
 
 
+def fit_prompts(encoded: list[tuple[str, list[int]]], context: int | None, max_new_tokens: int,
+                suite: str) -> list[int]:
+    """Cuts prompts that would not leave room for `max_new_tokens` within the model's context,
+    from the left (the instruction and question at the end survive), as lm-eval does for
+    generation; returns the tokens cut per prompt. A prompt silently overflowing the context
+    used to come back as an empty prediction."""
+    if context is None:
+        return [0] * len(encoded)
+    room = context - max_new_tokens
+    if room < 1:
+        raise ConfigError(f"suite '{suite}': max_new_tokens {max_new_tokens} leaves no room for a prompt in the "
+                          f"model's {context}-token context", "lower generation.max_new_tokens in the suite")
+    cut = []
+    for i, (text, ids) in enumerate(encoded):
+        over = max(0, len(ids) - room)
+        if over:
+            encoded[i] = (text, ids[over:])
+        cut.append(over)
+    return cut
+
+
 class Progress:
     """Rich progress bars on stderr; HARNESS_PROGRESS=0 turns them off."""
 
@@ -66,6 +87,7 @@ def evaluate_suite(engine, suite, model_names: list[str], limit: int | None, cac
         raise ConfigError(f"suite '{suite.name}' has no items", "check its data file")
     params = suite.generation
     encoded = [encode_prompt(engine.tokenizer, suite.render(ex)) for ex in examples]
+    cut = fit_prompts(encoded, getattr(engine, "context_length", None), params.max_new_tokens, suite.name)
     prompt_hashes = [sha256_bytes(text.encode("utf-8")) for text, _ in encoded]
     id_hashes = [sha256_json(ids) for _, ids in encoded]
     plan = plan_batches([len(ids) for _, ids in encoded], engine.batch_size, order_seed)
@@ -99,7 +121,8 @@ def evaluate_suite(engine, suite, model_names: list[str], limit: int | None, cac
         gens = [results[k] for k in keys]
         agg.update(n=len(examples),
                    mean_latency_s=sum(g["latency_s"] for g in gens) / len(gens),
-                   mean_new_tokens=sum(g["new_tokens"] for g in gens) / len(gens))
+                   mean_new_tokens=sum(g["new_tokens"] for g in gens) / len(gens),
+                   **({"truncated": sum(c > 0 for c in cut)} if any(cut) else {}))
         aggregates[name] = agg
         for i, ex in enumerate(examples):
             g = gens[i]
@@ -109,5 +132,6 @@ def evaluate_suite(engine, suite, model_names: list[str], limit: int | None, cac
                 "scores": {m.name: item_scores[m.name][i] for m in metrics},
                 "latency_s": round(g["latency_s"], 4), "prompt_tokens": g["prompt_tokens"],
                 "new_tokens": g["new_tokens"], "stopped_by": g["stopped_by"],
+                **({"truncated_tokens": cut[i]} if cut[i] else {}),
             })
     return records, aggregates

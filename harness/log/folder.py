@@ -39,6 +39,7 @@ JUNIT = "junit.xml"
 REPORT = "report.html"
 ADAPTERS = "adapters"
 CI_FILES = (SUMMARY, JUNIT, VERDICT)
+DERIVED = (LEAKS, LEAK_SUMMARY, *CI_FILES, REPORT)  # written from a run: stale once the run is replaced
 RERENDER = "re-run the evaluation with this harness version (cached items make it quick), then `harness gate`/`harness report` on the new folder"
 M = TypeVar("M", bound=BaseModel)
 
@@ -147,6 +148,15 @@ class RunFolder:
             return None
         return data.get("spec") if isinstance(data, dict) else None
 
+    def written_by_ab(self) -> bool:
+        """Whether run.json is an `ab` run (training records beside the evaluation), which a
+        new `ab` into the same folder resumes rather than replaces."""
+        try:
+            data = json.loads(self.run_json.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(data, dict) and bool(data.get("training"))
+
     def _lines(self, path: Path, model: type[M], fix: str) -> list[M]:
         out = []
         with open(path, encoding="utf-8") as fh:
@@ -211,6 +221,19 @@ class RunFolder:
         """Writes one of the folder's text files atomically."""
         self.path.mkdir(parents=True, exist_ok=True)
         return atomic_write(self.path / name, [text])
+
+    def clear_derived(self, in_use: Iterable[str | os.PathLike] = ()) -> None:
+        """Removes every file derived from the folder's previous run (leak labels, CI files, the
+        report, `ab`'s trained adapters unless `in_use` holds a path inside them), so a
+        replaced run leaves nothing describing models it does not have. Files the harness did
+        not name are left alone."""
+        import shutil
+
+        for name in DERIVED:
+            (self.path / name).unlink(missing_ok=True)
+        mine = self.adapters.resolve()
+        if self.adapters.is_dir() and not any(mine in Path(p).resolve().parents for p in in_use):
+            shutil.rmtree(self.adapters)
 
     def clear_ci_files(self) -> None:
         """Removes summary.md, junit.xml and verdict.json, so a failed gate leaves no stale verdict."""

@@ -129,6 +129,7 @@ class Aggregate(_Open):
     mean_new_tokens: Optional[float] = None
     per_subject: Optional[dict[str, dict[str, Any]]] = None
     flips: Optional[dict[str, Any]] = None
+    truncated: Optional[int] = None  # items whose prompt was cut on the left to fit the model's context
 
     def metric_values(self) -> dict[str, float | None]:
         """metric -> aggregate (None when nothing was scored), in written order."""
@@ -257,6 +258,7 @@ class ItemRecord(_Open):
     references: Optional[list[str]] = None
     latency_s: Optional[float] = None
     prompt_tokens: Optional[int] = None
+    truncated_tokens: Optional[int] = None  # prompt tokens cut on the left to fit the model's context
     new_tokens: Optional[int] = None
     stopped_by: Optional[str] = None
     subject: Optional[str] = None

@@ -35,8 +35,9 @@ def _read_record(out: Path) -> dict[str, Any] | None:
 def check_out(out: Path, fp: dict[str, Any], resume: bool, force: bool,
               log: Callable[[str], None]) -> dict[str, Any] | None:
     """Decide what OUT may be used for; returns the finished record when it can be reused."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file", "pass a folder path")
+    from harness.outputs.guard import check_dir
+
+    check_dir(out)
     record = _read_record(out)
     if force:
         for name in ADAPTER_FILES:

@@ -22,6 +22,8 @@ class Engine(Protocol):
         kind: "transformers" or "vllm" (part of every cache key).
         tokenizer: The base's Hugging Face tokenizer (chat template; lm-eval tokenizes with it).
         max_length: Context length used for truncation.
+        context_length: Tokens a prompt plus its generation may hold (None: no limit known);
+            longer suite prompts lose tokens on the left (see `suite_eval.fit_prompts`).
         batch_size: Prompts per generation unit: a unit is the grain of caching, resuming
             and data-parallel splitting.
     """

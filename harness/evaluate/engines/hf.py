@@ -48,6 +48,13 @@ class TransformersEngine:
     def adapters(self):
         return self.bundle.adapters
 
+    @property
+    def context_length(self) -> int | None:
+        """Tokens a prompt and its generation may hold together (None: the model sets no limit)."""
+        cfg = self.model.config
+        n = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
+        return int(n) if n else None
+
     def model_key(self, variant: str) -> str:
         return self.bundle.model_key(variant)
 

@@ -47,6 +47,11 @@ class VLLMRunEngine:
         self.base = base
         self.adapters = adapters
 
+    @property
+    def context_length(self) -> int:
+        """Tokens a prompt and its generation may hold together."""
+        return self.inner.max_model_len
+
     def model_key(self, variant: str) -> str:
         # vLLM's kernels round differently from transformers': results never share cache entries
         adapter = self.adapters[variant].sha256 if variant != "base" else "none"

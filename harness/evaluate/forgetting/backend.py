@@ -46,6 +46,7 @@ class HarnessLM(HFLM):
         self.model_key = ""
         self.label = ""
         self.counts = {"computed": 0, "cached": 0}
+        self.truncated: dict[tuple[str, str], int] = {}  # (context, continuation) -> tokens cut on the left
 
     def loglikelihood(self, requests, disable_tqdm: bool = False):
         # lm-eval passes `disable` to its tokenizing bar explicitly, so TQDM_DISABLE cannot
@@ -54,6 +55,10 @@ class HarnessLM(HFLM):
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
         pairs = [(list(ctx), list(cont)) for _, ctx, cont in requests]
+        for (key, ctx, cont) in requests:  # lm-eval's window: the last max_length + 1 tokens are scored
+            over = len(ctx) + len(cont) - self.max_length - 1
+            if over > 0:
+                self.truncated[tuple(key)] = over
         params = {"max_length": self.max_length}
         keys = [item_key("loglikelihood", self.model_key, sha256_json(p), params) for p in pairs]
         found = self.result_cache.get_many(keys)

@@ -103,7 +103,8 @@ def evaluate_benchmarks(engine, benches: list[str], model_names: list[str], *, n
             continue
         lm_eval_results[name] = {k: {m: v for m, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
                                  for k, r in res["results"].items()}
-        mine = [_record(name, by_name[task_name], s) for task_name, rows in res["samples"].items() for s in rows]
+        mine = [_record(name, by_name[task_name], s, lm.truncated)
+                for task_name, rows in res["samples"].items() for s in rows]
         records.extend(mine)
         cache.put_many({key: {"records": mine, "lm_eval": lm_eval_results[name],
                               "requests": counts[name]["computed"] + counts[name]["cached"]}})
@@ -118,6 +119,8 @@ def evaluate_benchmarks(engine, benches: list[str], model_names: list[str], *, n
                 if vals:
                     agg[metric] = sum(vals) / len(vals)
             agg["n"] = len(items)
+            if any(r.get("truncated_tokens") for r in items):
+                agg["truncated"] = sum(bool(r.get("truncated_tokens")) for r in items)
             subjects: dict[str, list[float]] = {}
             for r in items:
                 subjects.setdefault(r["subject"], []).append(r["scores"]["acc"])
@@ -163,8 +166,10 @@ def _lm_eval_version() -> str:
     return version("lm_eval")
 
 
-def _record(model: str, leaf: LeafTask, s: dict) -> dict:
+def _record(model: str, leaf: LeafTask, s: dict, truncated: dict | None = None) -> dict:
     lls = [float(r[0]) for r in s["filtered_resps"]]
+    cut = max((truncated.get(tuple(a), 0) for a in s.get("arguments", []) if isinstance(a, (list, tuple))),
+              default=0) if truncated else 0
     pred = max(range(len(lls)), key=lambda i: lls[i])
     scores = {m: float(s[m]) for m in BENCH_METRICS if m in s}
     target = s.get("target")
@@ -174,7 +179,7 @@ def _record(model: str, leaf: LeafTask, s: dict) -> dict:
         "prediction": str(pred), "target": target if isinstance(target, (int, str)) else str(target),
         "correct": bool(scores.get("acc", 0.0) == 1.0), "scores": scores,
         "loglikelihoods": [round(x, 6) for x in lls], "doc_hash": s.get("doc_hash"),
-        "prompt_hash": s.get("prompt_hash"),
+        "prompt_hash": s.get("prompt_hash"), **({"truncated_tokens": cut} if cut else {}),
     }
 
 

@@ -11,12 +11,12 @@ Rows are committed one by one as replies arrive: a killed run loses only calls i
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from harness.hashing import sha256_json
+from harness.sqlite_store import SQLiteStore
 
 CACHE_VERSION = 1  # bump when what a cached reply means changes
 
@@ -39,47 +39,19 @@ def call_key(identity: dict[str, Any], messages: list[dict[str, str]], params: d
     return sha256_json({"v": CACHE_VERSION, "judge": identity, "messages": messages, "params": params})
 
 
-class JudgeCache:
+class JudgeCache(SQLiteStore):
     """`get_many`/`put` over one SQLite file; `path=None` disables caching.
 
     Use from one thread: the orchestrator writes replies as worker threads hand them back.
     """
 
-    def __init__(self, path: Path | None):
-        self.path = path
-        self._db: sqlite3.Connection | None = None
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), timeout=60)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS judge_calls "
-                "(key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)"
-            )
-            self._db.commit()
-
-    def get_many(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
-        if self._db is None:
-            return {}
-        keys = list(dict.fromkeys(keys))
-        found: dict[str, dict[str, Any]] = {}
-        for i in range(0, len(keys), 500):
-            chunk = keys[i:i + 500]
-            q = f"SELECT key, value FROM judge_calls WHERE key IN ({','.join('?' * len(chunk))})"
-            found.update((k, json.loads(v)) for k, v in self._db.execute(q, chunk))
-        return found
+    table = "judge_calls"
+    columns = "key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL"
+    what = "judge cache"
 
     def put(self, key: str, value: dict[str, Any]) -> None:
-        if self._db is None:
-            return
-        with self._db:
-            self._db.execute("INSERT OR REPLACE INTO judge_calls (key, value, created) VALUES (?, ?, ?)",
-                             (key, json.dumps(value, ensure_ascii=False), time.time()))
-
-    def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        self._write("INSERT OR REPLACE INTO judge_calls (key, value, created) VALUES (?, ?, ?)",
+                    [(key, json.dumps(value, ensure_ascii=False), time.time())])
 
     def __enter__(self) -> "JudgeCache":
         return self

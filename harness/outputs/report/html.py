@@ -153,7 +153,7 @@ def write_report(view: ReportView, out: str | Path) -> Path:
 
 
 def render_report(run_dir: str | Path, out: str | Path | None = None, policy: Any = None, *,
-                  verdict: Any = None, comparison: Any = None) -> Path:
+                  verdict: Any = None, comparison: Any = None, force: bool = False) -> Path:
     """Renders report.html for a run folder from its saved logs (no model, no torch).
 
     Args:
@@ -164,6 +164,7 @@ def render_report(run_dir: str | Path, out: str | Path | None = None, policy: An
         verdict: A `harness.analysis.verdict.Verdict` just computed for this folder: its comparison and
             decision are used as they are (nothing is recomputed).
         comparison: A `Comparison` of this folder already computed.
+        force: Replace an existing `out` file that is not a harness report.
 
     Returns:
         The path written.
@@ -172,5 +173,14 @@ def render_report(run_dir: str | Path, out: str | Path | None = None, policy: An
         HarnessError: Missing or corrupt run log, incomparable base and adapter, bad policy.
     """
     run_dir = Path(run_dir)
+    target = check_report_target(run_dir, out, force)
     view = build_view(run_dir, policy=policy, comparison=comparison, verdict=verdict)
-    return write_report(view, _target(run_dir, out))
+    return write_report(view, target)
+
+
+def check_report_target(run_dir: Path, out: str | Path | None, force: bool = False) -> Path:
+    """Where the report goes: writable, and a file there replaced only when it is a harness
+    report (or with `force`)."""
+    from harness.outputs.guard import check_file, starts_with
+
+    return check_file(_target(Path(run_dir), out), force=force, ours=starts_with(b'<meta name="generator" content="harness'))

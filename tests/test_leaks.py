@@ -248,7 +248,8 @@ def test_short_items_and_boilerplate_do_not_crash(tmp_path):
              EvalItem("t", "long", "one two three four five six seven eight nine ten eleven twelve thirteen", "suite")]
     path = write_jsonl(tmp_path / "t.jsonl", [{"text": "Paris"}, {"text": ""}, {"text": items[2].text}])
     rep = scan(path, items, workers=1)
-    assert labels_of(rep) == {"short": "clean", "empty": "clean", "long": "contaminated"}
+    # A row that is the whole one-token item is an exact copy (issue #16: it used to pass as clean).
+    assert labels_of(rep) == {"short": "contaminated", "empty": "clean", "long": "contaminated"}
 
 
 # --------------------------------------------------------------------------- readers

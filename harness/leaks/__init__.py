@@ -10,7 +10,8 @@
 Modules: `fields` (which fields hold the text), `io` (training sources), `tasks` (blocks
 for the workers), `normalize`, `ngrams` (hashed n-grams), `index` (the
 eval-side index and LeakConfig), `overlap` (GPT-3 / PaLM / Llama 2 n-gram rules),
-`minhash` (near-duplicates), `membership` (Min-K% under adapter vs base; imports torch
+`minhash` (near-duplicates), `exact` (normalised exact copies, for items too short for
+n-grams; also `harness train`'s overlap check), `membership` (Min-K% under adapter vs base; imports torch
 only when called), `blocks` (the map step and its reduce), `scan` (orchestration on a
 process pool), `report` (records, labels, summary, files), `items` (eval items).
 """

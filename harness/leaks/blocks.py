@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from harness.leaks.exact import KINDS, find
 from harness.leaks.index import EvalIndex
 from harness.leaks.minhash import find_segments, match_segments
 from harness.leaks.ngrams import token_stream
@@ -27,14 +28,15 @@ class Evidence:
     `row` is chunk-local until the scan resolves it to the source's row id.
     """
 
-    detector: str          # "ngram" or "minhash"
-    score: float           # matched tokens (ngram) or estimated Jaccard (minhash)
+    detector: str          # "ngram", "minhash" or "exact"
+    score: float           # matched tokens (ngram), estimated Jaccard (minhash), coverage (exact)
     source: int
     seq: int
     row: int
     row_tokens: tuple[int, int]
     item_tokens: tuple[int, int] | None
     span: str
+    match: str = ""        # exact: which key of the item matched (harness.leaks.exact.KINDS)
 
     def sort_key(self) -> tuple:
         return (-self.score, self.source, self.seq, self.row, self.row_tokens[0])
@@ -49,6 +51,7 @@ class Partial:
         llama: Sorted flat token ids inside matches of >= llama_min_match tokens.
         longest: Item -> longest common substring in tokens.
         minhash: Item -> best estimated Jaccard of a near-duplicate segment.
+        exact: Item -> best coverage of an exact copy (harness.leaks.exact).
         evidence: Item -> best locations (top `evidence_per_item` per detector).
         rows: (source, seq) -> (first row id or -1 if unknown yet, rows in the block).
         stats: Counters (rows, bytes, tokens, prefilter candidates, ...).
@@ -61,16 +64,19 @@ class Partial:
     evidence: dict[int, list[Evidence]] = field(default_factory=dict)
     rows: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
     stats: collections.Counter = field(default_factory=collections.Counter)
+    exact: dict[int, float] = field(default_factory=dict)
 
     def merge(self, other: "Partial", per_item: int = 3) -> "Partial":
         """Union of two partials (order-independent)."""
         out = Partial(np.union1d(self.palm, other.palm), np.union1d(self.llama, other.llama),
                       dict(self.longest), dict(self.minhash), {k: list(v) for k, v in self.evidence.items()},
-                      {**self.rows, **other.rows}, self.stats + other.stats)
+                      {**self.rows, **other.rows}, self.stats + other.stats, dict(self.exact))
         for k, v in other.longest.items():
             out.longest[k] = max(v, out.longest.get(k, 0))
         for k, v in other.minhash.items():
             out.minhash[k] = max(v, out.minhash.get(k, 0.0))
+        for k, v in other.exact.items():
+            out.exact[k] = max(v, out.exact.get(k, 0.0))
         for k, v in other.evidence.items():
             out.evidence[k] = _top_evidence(out.evidence.get(k, []) + v, per_item)
         return out
@@ -78,7 +84,7 @@ class Partial:
 
 def _top_evidence(evs: list[Evidence], per_item: int) -> list[Evidence]:
     out: list[Evidence] = []
-    for det in ("ngram", "minhash"):
+    for det in ("ngram", "minhash", "exact"):
         seen: set[tuple[int, int, int]] = set()
         taken = 0
         for e in sorted((e for e in evs if e.detector == det), key=Evidence.sort_key):
@@ -112,6 +118,8 @@ def scan_block(texts: Sequence[str], index: EvalIndex, source: int = 0, seq: int
     ts = token_stream(texts)
     part = Partial()
     part.stats.update(rows=len(texts), tokens=len(ts.hashes))
+    if index.exact is not None:
+        _exact(part, texts, ts, index, source, seq)
     if len(ts.hashes) < cfg.prefilter_n:
         return part
     hits = prefilter(ts, index)
@@ -148,6 +156,32 @@ def scan_block(texts: Sequence[str], index: EvalIndex, source: int = 0, seq: int
     return part
 
 
+def _exact(part: Partial, texts: list[str], ts, index: EvalIndex, source: int, seq: int) -> None:
+    """Exact copies of items, their inputs and short question/answer pairs (exact.py)."""
+    cfg = index.config
+    ex = index.exact
+    hits = find(ts, ex)
+    cov = ex.coverage[hits.post]
+    # Below the Llama 2 "clean" share a copy cannot change the label (a bare question of
+    # a long item); it is left out rather than quoted as evidence on a clean item.
+    keep = np.flatnonzero(cov >= cfg.llama_clean)
+    part.stats.update(exact_hits=len(keep))
+    best: dict[tuple[int, int], int] = {}
+    for k in keep[np.argsort(-cov[keep], kind="stable")].tolist():
+        best.setdefault((int(ex.item[hits.post[k]]), int(hits.row[k])), k)
+    taken: collections.Counter = collections.Counter()
+    for (it, r), k in best.items():
+        c = float(cov[k])
+        part.exact[it] = max(c, part.exact.get(it, 0.0))
+        if taken[it] >= cfg.evidence_per_item:
+            continue
+        taken[it] += 1
+        a, b = int(hits.start[k] - ts.row_start[r]), int(hits.end[k] - ts.row_start[r])
+        part.evidence.setdefault(it, []).append(Evidence(
+            "exact", round(c, 4), source, seq, r, (a, b), None, quote_span(texts[r], a, b, cfg.quote_chars),
+            KINDS[int(ex.kind[hits.post[k]])]))
+
+
 class Accumulator:
     """Dense per-item state for the local driver (merging sparse partials into arrays is
     O(partial), where repeated set unions would be O(index) per block)."""
@@ -159,6 +193,7 @@ class Accumulator:
         self.llama = np.zeros(n_flat, bool)
         self.longest = np.zeros(index.n_items, np.int64)
         self.minhash = np.zeros(index.n_items, np.float64)
+        self.exact = np.zeros(index.n_items, np.float64)
         self.evidence: dict[int, list[Evidence]] = {}
         self.rows: dict[tuple[int, int], tuple[int, int]] = {}
         self.stats: collections.Counter = collections.Counter()
@@ -172,6 +207,8 @@ class Accumulator:
             np.maximum.at(self.longest, k, v)
         for k, v in p.minhash.items():
             self.minhash[k] = max(self.minhash[k], v)
+        for k, v in p.exact.items():
+            self.exact[k] = max(self.exact[k], v)
         for k, v in p.evidence.items():
             self.evidence[k] = _top_evidence(self.evidence.get(k, []) + v, self.per_item)
         self.rows.update(p.rows)

@@ -14,6 +14,8 @@ Layout. Item tokens live in one flat space: item i's token q has flat id `offset
   position where that 8-gram starts). All three n-gram rules are derived from runs of
   consecutive 8-gram matches, so no separate 10- or 13-gram tables are needed.
 * MinHash signatures of every item and a datasketch MinHashLSH over them.
+* exact keys (harness.leaks.exact): whole-text hashes of each item, its inputs and short
+  input+answer pairs, for items too short to have the n-grams above.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from harness.errors import ConfigError
+from harness.leaks.exact import build_exact
 from harness.leaks.items import EvalItem
 from harness.leaks.ngrams import Bitmap, ngram_hashes, token_stream, within_rows
 from harness.leaks.normalize import tokens
@@ -58,6 +61,9 @@ class LeakConfig:
         minhash_min_hits: Prefilter n-gram hits a training segment needs to be compared.
         minhash_gap: Hits at most this many tokens apart form one segment.
         minhash_max_segment: Longer segments are compared as overlapping windows.
+        exact_min_tokens: Exact copies of a short item (or of an input with its answer)
+            count inside a training row from this many tokens; shorter ones only when they
+            are the whole row (see exact.py).
         evidence_per_item: Training rows quoted per item and detector.
         chunk_bytes: Training bytes per task.
         quote_chars: Maximum length of a quoted span.
@@ -81,6 +87,7 @@ class LeakConfig:
     minhash_min_hits: int = 3
     minhash_gap: int = 12
     minhash_max_segment: int = 512
+    exact_min_tokens: int = 4
     evidence_per_item: int = 3
     chunk_bytes: int = 8 << 20
     quote_chars: int = 400
@@ -97,6 +104,8 @@ class LeakConfig:
             v = getattr(self, name)
             if not 0.0 < v <= 1.0:
                 raise ConfigError(f"leak setting {name}={v} is outside (0, 1]", f"pass a share between 0 and 1 for {name}")
+        if self.exact_min_tokens < 1:
+            raise ConfigError(f"exact_min_tokens={self.exact_min_tokens} must be >= 1", "use the default 4")
         if self.chunk_bytes < 1024:
             raise ConfigError(f"chunk_bytes={self.chunk_bytes} is too small", "use at least 1024 (default 8 MiB)")
 
@@ -123,6 +132,7 @@ class EvalIndex:
     ans_start: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # judge (>= llama_min_match
     ans_end: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))    # tokens), as flat token ranges
     minhash: Any = None            # harness.leaks.minhash.MinHashIndex or None
+    exact: Any = None              # harness.leaks.exact.ExactIndex or None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -183,6 +193,7 @@ def build_index(items: Sequence[EvalItem], config: LeakConfig | None = None) -> 
                       pre_common=pre_common, bitmap=Bitmap(pre_keys), keys=keys, post_start=post_start,
                       post_flat=post_flat, informative=informative)
     index.ans_item, index.ans_start, index.ans_end = _answer_ranges(items, offsets, cfg.llama_min_match)
+    index.exact = build_exact(items, cfg.palm_n, cfg.exact_min_tokens)
     if cfg.minhash:
         from harness.leaks.minhash import build_minhash_index
 

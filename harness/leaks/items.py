@@ -34,6 +34,8 @@ from harness.errors import ConfigError
 from harness.suggest import unknown_name_message
 
 BENCH_TASKS = ("mmlu", "hellaswag", "arc_easy", "arc_challenge")  # and mmlu_<subject>
+# Example variables that hold the question on their own (a training prompt may copy just it).
+QUESTION_VARS = ("question", "query", "prompt", "instruction", "input")
 
 
 def is_bench_task(name: str) -> bool:
@@ -65,6 +67,9 @@ class EvalItem:
         answers: Character spans (start, end) of the gold answers inside `text` (suite
             references, the correct option or ending), so that a training copy of the
             answer alone is caught even when it covers little of the whole item.
+        inputs: What the model is shown for this item (rendered prompt, question, context),
+            matched as exact copies by `harness.leaks.exact`; empty means the text before
+            the first answer.
     """
 
     task: str
@@ -73,6 +78,7 @@ class EvalItem:
     kind: str = "suite"
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     answers: tuple[tuple[int, int], ...] = field(default=(), compare=False)
+    inputs: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -133,9 +139,25 @@ def suite_items(suite: Any, limit: int | None = None, trusted_dirs: tuple = ()) 
         suite = load_suite(suite, trusted_dirs)
     items = []
     for ex in suite.examples(limit):
-        text, spans = _join_with_spans(flatten_text(list(ex.vars.values())), flatten_text(list(ex.references)))
-        items.append(EvalItem(suite.name, str(ex.id), text, "suite", answers=spans))
+        context = flatten_text(list(ex.vars.values()))
+        text, spans = _join_with_spans(context, flatten_text(list(ex.references)))
+        items.append(EvalItem(suite.name, str(ex.id), text, "suite", answers=spans,
+                              inputs=_suite_inputs(suite, ex, "\n".join(context))))
     return items
+
+
+def _suite_inputs(suite: Any, ex: Any, context: str) -> tuple[str, ...]:
+    """The prompt as rendered for the model (each user turn, and all turns joined), the
+    question variables, and the variables joined: what a training prompt copies."""
+    prompt = suite.render(ex)
+    texts = [context]
+    if prompt.text is not None:
+        texts.append(prompt.text)
+    if prompt.messages:
+        texts += [c for r, c in prompt.messages if r == "user"]
+        texts.append("\n".join(c for _, c in prompt.messages))
+    texts += [v for v in (ex.vars.get(k) for k in QUESTION_VARS) if isinstance(v, str)]
+    return tuple(dict.fromkeys(t for t in texts if t))
 
 
 def _join_with_spans(context: list[str], answers: list[str], sep: str = "\n") -> tuple[str, tuple[tuple[int, int], ...]]:
@@ -191,7 +213,7 @@ def _mmlu_items(root: Path, limit: int | None, subjects: list[str] | None = None
             choices = [str(c) for c in row["choices"]]
             text = "\n".join([row["question"], *choices])
             yield EvalItem(task, f"{subject}:{i}", text, "bench", {"subject": subject, "row": i},
-                           _option_span(row["question"], choices, row.get("answer")))
+                           _option_span(row["question"], choices, row.get("answer")), (row["question"],))
 
 
 def _hellaswag_items(root: Path, limit: int | None) -> Iterator[EvalItem]:
@@ -202,7 +224,7 @@ def _hellaswag_items(root: Path, limit: int | None) -> Iterator[EvalItem]:
         ending = _hellaswag_clean(row["endings"][label]) if row["endings"] else ""
         text = f"{ctx} {ending}".strip()
         answers = ((len(text) - len(ending), len(text)),) if ending else ()
-        yield EvalItem("hellaswag", hellaswag_item_id(row, i), text, "bench", {"row": i}, answers)
+        yield EvalItem("hellaswag", hellaswag_item_id(row, i), text, "bench", {"row": i}, answers, (ctx,))
 
 
 def _arc_items(root: Path, subset: str, task: str, limit: int | None) -> Iterator[EvalItem]:
@@ -212,7 +234,8 @@ def _arc_items(root: Path, subset: str, task: str, limit: int | None) -> Iterato
         labels = list(row["choices"]["label"])
         gold = labels.index(row["answerKey"]) if row.get("answerKey") in labels else None
         text = "\n".join([row["question"], *choices])
-        yield EvalItem(task, str(row["id"]), text, "bench", {"row": i}, _option_span(row["question"], choices, gold))
+        yield EvalItem(task, str(row["id"]), text, "bench", {"row": i}, _option_span(row["question"], choices, gold),
+                       (row["question"],))
 
 
 def _option_span(question: str, choices: list[str], gold: Any) -> tuple[tuple[int, int], ...]:
@@ -307,6 +330,7 @@ def eval_items(suites: list[str] | None = None, benches: list[str] | str | None 
     return items
 
 
-__all__ = ["BENCH_TASKS", "EvalItem", "bench_items", "eval_items", "flatten_text", "is_bench_task", "parse_bench_list",
+__all__ = ["BENCH_TASKS", "EvalItem", "QUESTION_VARS", "bench_items", "eval_items", "flatten_text", "is_bench_task",
+           "parse_bench_list",
            "suite_items",
            "hellaswag_item_id"]

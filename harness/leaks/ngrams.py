@@ -29,6 +29,7 @@ from harness.leaks.normalize import ROW_SEP, chunk_bytes, normal_bytes
 
 SEED = 0x5EED
 _MULT = np.uint64(0x9E3779B97F4A7C15)  # odd, so the polynomial is invertible mod 2**64
+_INV = np.uint64(pow(0x9E3779B97F4A7C15, -1, 1 << 64))
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
@@ -153,6 +154,61 @@ def ngram_hashes_at(th: np.ndarray, pos: np.ndarray, n: int) -> np.ndarray:
         h *= _MULT
         h += th[pos + k]
     return mix(h)
+
+
+class SpanHashes:
+    """Polynomial hashes of any spans of one token-hash array, each in O(1).
+
+    Whole rows and short windows of every length are then hashed from one O(len(th))
+    setup (the exact-copy detector needs both): with G the prefix sums of
+    th[i] * MULT**-i (MULT is odd, hence invertible mod 2**64), the polynomial of
+    th[s:e] is (G[e] - G[s]) * MULT**(e - 1). Values are not mixed: `mix` of them equals
+    `ngram_hashes`, and their top bits are uniform already (the last token's XXH64 is
+    added unmultiplied), which is all a bitmap prefilter needs.
+    """
+
+    def __init__(self, th: np.ndarray):
+        n = len(th)
+        self.pow = _powers(_MULT, n + 1)
+        self.prefix = np.zeros(n + 1, np.uint64)
+        np.cumsum(th * _powers(_INV, n), out=self.prefix[1:])
+
+    def __call__(self, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """Polynomial of every span [start, end) (all must be non-empty)."""
+        if not len(starts):
+            return np.zeros(0, np.uint64)
+        return (self.prefix[ends] - self.prefix[starts]) * self.pow[ends - 1]
+
+    def windows(self, n: int) -> np.ndarray:
+        """Polynomial of every n-token window, from slices of the prefix sums (no gathers)."""
+        m = len(self.prefix) - n
+        if m <= 0:
+            return np.zeros(0, np.uint64)
+        return (self.prefix[n:] - self.prefix[:m]) * self.pow[n - 1:n - 1 + m]
+
+    def joined(self, a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """Polynomial of each span of `a` followed by the matching span of `b` (both
+        non-empty), as if their tokens were one sequence, without building that sequence."""
+        return self(*a) * self.pow[b[1] - b[0]] + self(*b)
+
+
+_POWERS: dict[int, np.ndarray] = {}
+
+
+def _powers(base: np.uint64, n: int) -> np.ndarray:
+    """base**0 .. base**(n-1) mod 2**64 (array arithmetic wraps silently), read-only.
+
+    Kept per process and grown by doubling: every block of a scan needs the same table.
+    """
+    have = _POWERS.get(int(base))
+    if have is None or len(have) < n:
+        size = max(n, 2 * len(have) if have is not None else 1 << 16)
+        have = np.full(size, base, np.uint64)
+        have[0] = 1
+        np.multiply.accumulate(have, out=have)
+        have.flags.writeable = False
+        _POWERS[int(base)] = have
+    return have[:n]
 
 
 def within_rows(row: np.ndarray, pos: np.ndarray, n: int) -> np.ndarray:

@@ -5,9 +5,12 @@ Labels combine the detectors as follows (LABEL_RULE, also written to the log):
 * contaminated: PaLM 8-gram coverage >= 70%, or Llama 2 token coverage > 80% (dirty),
   or > 80% Llama 2 coverage of a gold answer of >= 10 tokens on its own (a reference
   summary or the correct ending copied as a training target), or a MinHash
-  near-duplicate (estimated Jaccard >= 0.5) of the item in training;
+  near-duplicate (estimated Jaccard >= 0.5) of the item in training, or an exact
+  (normalised) copy of the item or of one of its inputs with an answer, or of an input
+  covering > 80% of the item (harness.leaks.exact; what finds items under 8 tokens);
 * suspect: not contaminated, but a 13-gram match (GPT-3 rule), or Llama 2 token coverage
-  >= 20% (not clean), or a Min-K% membership outlier (adapter vs base);
+  >= 20% (not clean), or an exact copy of an input covering >= 20% of the item, or a
+  Min-K% membership outlier (adapter vs base);
 * clean: none of these.
 """
 
@@ -34,8 +37,11 @@ LABELS = ("clean", "suspect", "contaminated")
 LABEL_RULE = (
     "contaminated: PaLM {palm_n}-gram coverage >= {palm_threshold:.0%} or Llama-2 token coverage "
     "(matches >= {llama_min_match} tokens) > {llama_dirty:.0%} of the item or of a gold answer of >= "
-    "{llama_min_match} tokens, or MinHash near-duplicate (estimated Jaccard >= {minhash_threshold}); "
-    "suspect: otherwise a {gpt3_n}-gram match (GPT-3), Llama-2 coverage >= {llama_clean:.0%}, or a Min-K% "
+    "{llama_min_match} tokens, or MinHash near-duplicate (estimated Jaccard >= {minhash_threshold}), or an exact "
+    "normalised copy of the item or of an input with its answer (a whole training row, or inside one when >= "
+    "{exact_min_tokens} and < {palm_n} tokens), or a row equal to an input covering > {llama_dirty:.0%} of the item; "
+    "suspect: otherwise a {gpt3_n}-gram match (GPT-3), Llama-2 coverage >= {llama_clean:.0%}, a row equal to "
+    "an input covering >= {llama_clean:.0%}, or a Min-K% "
     "membership outlier (robust z >= {membership_z}); clean: none"
 )
 
@@ -73,10 +79,12 @@ def label_map(report: LeakReport) -> dict[tuple[str, str], str]:
 
 def label_of(det: dict[str, Any]) -> str:
     """The label for one item's detector verdicts (the rule in the module doc)."""
+    exact = det.get("exact", {}).get("category")
     if (det["palm"]["hit"] or det["llama2"]["category"] == "dirty" or det.get("minhash", {}).get("hit")
-            or det.get("answer", {}).get("hit")):
+            or det.get("answer", {}).get("hit") or exact == "dirty"):
         return "contaminated"
-    if det["gpt3"]["hit"] or det["llama2"]["category"] == "not-clean" or det.get("min_k", {}).get("flagged"):
+    if (det["gpt3"]["hit"] or det["llama2"]["category"] == "not-clean" or det.get("min_k", {}).get("flagged")
+            or exact == "not-clean"):
         return "suspect"
     return "clean"
 
@@ -100,6 +108,11 @@ def _resolve_rows(acc_rows: dict[tuple[int, int], tuple[int, int]]) -> dict[tupl
     return out
 
 
+def _category(coverage: float, cfg: LeakConfig) -> str:
+    """Llama 2's three-way split of a token coverage (also used for exact copies)."""
+    return "dirty" if coverage > cfg.llama_dirty else ("clean" if coverage < cfg.llama_clean else "not-clean")
+
+
 def item_records(acc: Accumulator, index: EvalIndex, sources: list[Source]) -> list[dict[str, Any]]:
     cfg = index.config
     ntok = np.diff(index.offsets)
@@ -119,13 +132,14 @@ def item_records(acc: Accumulator, index: EvalIndex, sources: list[Source]) -> l
         informative = int(index.informative[i])
         palm_cov = float(palm_hits[i]) / informative if informative else 0.0
         llama_cov = float(llama_hits[i]) / int(ntok[i]) if ntok[i] else 0.0
-        category = "dirty" if llama_cov > cfg.llama_dirty else ("clean" if llama_cov < cfg.llama_clean else "not-clean")
+        category = _category(llama_cov, cfg)
         longest = int(acc.longest[i])
         det: dict[str, Any] = {
             "gpt3": {"n": cfg.gpt3_n, "longest_match": longest, "hit": longest >= cfg.gpt3_n},
             "palm": {"n": cfg.palm_n, "coverage": round(palm_cov, 4),
                      "hit": informative > 0 and palm_cov >= cfg.palm_threshold},
             "llama2": {"min_match": cfg.llama_min_match, "coverage": round(llama_cov, 4), "category": category},
+            "exact": {"coverage": round(float(acc.exact[i]), 4), "category": _category(float(acc.exact[i]), cfg)},
         }
         if i in answers:
             cov = max(answers[i])
@@ -144,6 +158,9 @@ def item_records(acc: Accumulator, index: EvalIndex, sources: list[Source]) -> l
             if e.detector == "ngram":
                 ev["match_tokens"] = int(e.score)
                 ev["item_tokens"] = list(e.item_tokens or ())
+            elif e.detector == "exact":
+                ev["match"] = e.match
+                ev["coverage"] = e.score
             else:
                 ev["jaccard"] = e.score
             ev["span"] = e.span
@@ -170,6 +187,8 @@ def scan_summary(records: list[dict[str, Any]], cfg: LeakConfig, sources: list[S
         det_stats["gpt3"]["hit"] += d["gpt3"]["hit"]
         det_stats["palm"]["hit"] += d["palm"]["hit"]
         det_stats["llama2"][d["llama2"]["category"]] += 1
+        if "exact" in d:
+            det_stats["exact"][d["exact"]["category"]] += 1
         if "answer" in d:
             det_stats["answer"]["hit"] += d["answer"]["hit"]
         if "minhash" in d:
@@ -198,6 +217,7 @@ def scan_summary(records: list[dict[str, Any]], cfg: LeakConfig, sources: list[S
         "stats": {"rows": st["rows"], "empty_rows": st["empty_rows"], "bytes": size, "tokens": st["tokens"],
                   "prefilter_candidates": st["prefilter_candidates"], "prefilter_hits": st["prefilter_hits"],
                   "ngram_runs": st["ngram_runs"], "minhash_segments": st["minhash_segments"],
+                  "exact_hits": st["exact_hits"],
                   "index_s": round(index_s, 3), "wall_s": round(wall, 3),
                   "mb_per_s": round(size / 1e6 / wall, 2) if wall > 0 else None, "workers": workers},
     }
@@ -273,9 +293,10 @@ def write_leaks(out_dir: str | os.PathLike, report: LeakReport) -> tuple[Path, P
     Each leaks.jsonl line: `task`, `item_id`, `kind`, `label` (clean/suspect/contaminated),
     `tokens`, `detectors` (per detector: gpt3 {longest_match, hit}, palm {coverage, hit},
     llama2 {coverage, category}, answer {coverage, hit} for items with a gold answer of
-    >= 10 tokens, minhash {jaccard, hit}, min_k {base, adapter, shift, z, flagged} when
-    run) and `evidence` (list of {detector, source, row (0-based; `line`, 1-based, for
-    JSONL/text), match_tokens + item_tokens | jaccard, span} and, for min_k, the scores).
+    >= 10 tokens, minhash {jaccard, hit}, exact {coverage, category}, min_k {base,
+    adapter, shift, z, flagged} when run) and `evidence` (list of {detector, source, row
+    (0-based; `line`, 1-based, for JSONL/text), match_tokens + item_tokens | jaccard |
+    match + coverage (exact), span} and, for min_k, the scores).
 
     Returns:
         (path of leaks.jsonl, path of leaks.json).

@@ -3,12 +3,15 @@
 Two checks, both against every example of the given eval suites:
 
 * exact: a training prompt (a user turn, the whole non-assistant part of a chat, a
-  prompt, or a text) equals, after normalisation, an eval item's rendered prompt or its
-  question. Normalisation lower-cases and keeps only runs of letters and digits, so
-  whitespace, punctuation and casing edits do not hide a copy. This check always runs.
-* leak detector: when `harness.leaks` is importable, its n-gram / MinHash scan labels
-  each eval item; "contaminated" items (most of the item's text is in the training data)
-  count as overlapping. "suspect" ones (a 13-gram, partial coverage) are only reported,
+  prompt, or a text) equals, after normalisation, one of an eval item's exact keys: its
+  rendered prompt, its question, its variables, its whole text or a short question with
+  its answer. Keys, normalisation and matching are harness.leaks.exact's, the detector
+  `harness leaks` labels short items with, so the two agree on what a copy is; casing,
+  punctuation and whitespace edits do not hide one. This check always runs.
+* leak detector: when `harness.leaks` is importable, its n-gram / MinHash / exact-copy
+  scan of whole training rows labels each eval item; "contaminated" items (most of the
+  item's text, or a short item with its answer, is in the training data) count as
+  overlapping. "suspect" ones (a 13-gram, partial coverage) are only reported,
   because a shared boilerplate sentence should not block training.
 
 The result is a dict written to training.json under `overlap`.
@@ -16,62 +19,48 @@ The result is a dict written to training.json under `overlap`.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from harness.errors import ConfigError, HarnessError
+from harness.leaks.exact import build_exact, match_texts
+from harness.leaks.items import EvalItem, suite_items
 from harness.train.data import Sample
 
-_WORD = re.compile(r"[^\W_]+")
-QUESTION_VARS = ("question", "query", "prompt", "instruction", "input")
 MAX_IDS_SHOWN = 8
 
 
-def normalise(text: str) -> str:
-    """Lower-cased letter/digit runs joined by single spaces."""
-    return " ".join(_WORD.findall(text.lower()))
+def exact_overlap(samples: Sequence[Sample], suite, items: Sequence[EvalItem] | None = None) -> list[tuple[str, str]]:
+    """(eval item id, first training sample id) for every item one of whose exact keys a
+    training prompt equals (harness.leaks.exact), in item order.
 
-
-def _eval_keys(suite, example) -> set[str]:
-    prompt = suite.render(example)
-    texts = [prompt.text] if prompt.text is not None else []
-    if prompt.messages:
-        texts += [c for r, c in prompt.messages if r == "user"]
-        texts.append("\n".join(c for _, c in prompt.messages))
-    for var in QUESTION_VARS:
-        value = example.vars.get(var)
-        if isinstance(value, str):
-            texts.append(value)
-    return {k for k in map(normalise, texts) if k}
-
-
-def exact_overlap(samples: Sequence[Sample], suite) -> list[tuple[str, str]]:
-    """(eval item id, training sample id) pairs whose prompts match exactly after normalisation."""
-    train: dict[str, str] = {}
+    Args:
+        samples: Training samples.
+        suite: The loaded eval suite.
+        items: `suite_items(suite)` when the caller has them already.
+    """
+    items = list(items) if items is not None else suite_items(suite)
+    texts, owners = [], []
     for s in samples:
         for text in s.prompt_texts():
-            key = normalise(text)
-            if key:
-                train.setdefault(key, s.id)
-    hits = []
-    for ex in suite.examples():
-        match = next((train[k] for k in _eval_keys(suite, ex) if k in train), None)
-        if match is not None:
-            hits.append((ex.id, match))
-    return hits
+            texts.append(text)
+            owners.append(s.id)
+    first: dict[int, int] = {}
+    for t, i in match_texts(texts, build_exact(items)):
+        first.setdefault(i, t)  # pairs come sorted by text, so this is the earliest sample
+    return [(items[i].item_id, owners[first[i]]) for i in sorted(first)]
 
 
-def _leak_scan(data_files: Sequence[Path], fields: dict[str, str], suite,
+def _leak_scan(data_files: Sequence[Path], fields: dict[str, str], items: Sequence[EvalItem],
                log: Callable[[str], None]) -> tuple[list[str], list[str], bool]:
     """(contaminated ids, suspect ids, ran) from harness.leaks, or ([], [], False) without it."""
     try:
-        from harness.leaks import parse_field_specs, scan, suite_items
+        from harness.leaks import parse_field_specs, scan
     except ImportError:
         return [], [], False
     specs = [f"{role}={col}" for role, col in fields.items() if role != "id"]
     try:
-        report = scan([str(p) for p in data_files], suite_items(suite), fields=parse_field_specs(specs) if specs else None,
+        report = scan([str(p) for p in data_files], items, fields=parse_field_specs(specs) if specs else None,
                       workers=1)
     except HarnessError:
         raise
@@ -110,8 +99,9 @@ def check_overlap(samples: Sequence[Sample], data_files: Sequence[Path], fields:
     problems = []
     for ref in suites:
         suite = load_suite(ref, trusted_dirs=[str(p) for p in trusted_dirs])
-        exact = exact_overlap(samples, suite)
-        leaked, suspect, ran = _leak_scan(data_files, fields, suite, log) if use_leaks else ([], [], False)
+        items = suite_items(suite)
+        exact = exact_overlap(samples, suite, items)
+        leaked, suspect, ran = _leak_scan(data_files, fields, items, log) if use_leaks else ([], [], False)
         ids = list(dict.fromkeys([i for i, _ in exact] + leaked))
         out["suites"][suite.name] = {
             "n_items": len(suite.examples()), "overlapping": len(ids), "ids": ids,

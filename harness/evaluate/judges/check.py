@@ -68,7 +68,8 @@ def validate_judge(suite: Any, ping: bool = True, ping_timeout: float = 3.0) -> 
 
     Checks the schema (scales, modes, criteria), the templates (syntax, variables, criteria
     they name), the human-labels file, that the API key's env var is set, and (with `ping`)
-    that the endpoint answers within `ping_timeout` seconds and accepts the key.
+    that the endpoint answers within `ping_timeout` seconds, accepts the key and answers
+    with success (any non-2xx status fails the check).
 
     Raises:
         ConfigError: one line naming the suite file and what to fix.
@@ -87,7 +88,23 @@ def validate_judge(suite: Any, ping: bool = True, ping_timeout: float = 3.0) -> 
         result = backend.ping(ping_timeout) if ping else None
     finally:
         backend.close()
+    if result is not None:
+        _require_success(result, spec)
     return JudgeCheck(spec=spec, backend=spec.backend, ping=result, metrics=spec.metric_names())
+
+
+def _require_success(result: PingResult, spec: JudgeSpec) -> None:
+    """A ping that reports a non-2xx HTTP status is a failed check, whatever backend made it.
+
+    The built-in openai backend raises on its own; this holds a plugin backend that returns
+    its endpoint's error status in a PingResult to the same rule.
+
+    Raises:
+        ConfigError: naming the endpoint and the status.
+    """
+    if result.status is not None and not 200 <= result.status < 300:
+        raise ConfigError(f"judge endpoint check failed: {result.url} answered HTTP {result.status}",
+                          f"check that the {spec.backend} judge server is healthy and reachable at that URL")
 
 
 def judge_fingerprint(suite: Any) -> dict[str, Any] | None:

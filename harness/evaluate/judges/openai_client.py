@@ -272,13 +272,15 @@ class OpenAIBackend:
     # ----------------------------------------------------------------- ping
 
     def ping(self, timeout: float = 3.0) -> PingResult:
-        """GET /models with a short timeout: reachability and, where the server checks, the key.
+        """GET /models with a short timeout: reachability, the key, and a readable model list.
 
         Raises:
-            ConfigError: unreachable, or the key is refused.
+            ConfigError: unreachable, the key is refused, any other non-2xx answer, or a
+                body that is not an OpenAI-style model list (a JSON object with a `data` list).
         """
         import httpx
 
+        models_url = self.shown_url + "/models"
         started = time.monotonic()
         try:
             resp = self._client.get(self.base + "/models", timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)))
@@ -297,19 +299,38 @@ class OpenAIBackend:
         if resp.status_code in (401, 403):
             err = self._fatal(resp.status_code, self._error_detail(resp))
             raise ConfigError(err.message, err.hint) from None
-        models: list[str] = []
+        if not 200 <= resp.status_code < 300:
+            raise ConfigError(
+                f"judge endpoint check failed: GET {models_url} answered HTTP {resp.status_code}: "
+                f"{self._error_detail(resp)}",
+                f"check that the server is healthy and that base_url is its /v1 root "
+                f"(or point {ENV_BASE_URL} at a working one)",
+            )
+        models = self._model_ids(resp)
+        if models is None:
+            raw = one_line(redact(resp.text or "(empty body)"), 120)
+            raise ConfigError(
+                f"judge endpoint check failed: GET {models_url} answered HTTP {resp.status_code} "
+                f"with a body that is not a model list: {raw}",
+                "base_url must be an OpenAI-compatible /v1 root, whose /models answers "
+                '{"data": [{"id": ...}, ...]}',
+            )
         note = ""
-        if resp.status_code == 200:
-            try:
-                models = [str(m.get("id")) for m in resp.json().get("data", []) if isinstance(m, dict)]
-            except (ValueError, AttributeError):
-                models = []
-            if models and self.spec.model not in models:
-                note = f"model '{self.spec.model}' is not in the server's list ({', '.join(models[:10])})"
-        else:
-            note = f"GET /models answered HTTP {resp.status_code} (the server is up; some servers lack /models)"
+        if models and self.spec.model not in models:
+            note = f"model '{self.spec.model}' is not in the server's list ({', '.join(models[:10])})"
         return PingResult(url=self.shown_url, status=resp.status_code, latency_s=latency, models=models,
                           note=redact(note))
+
+    @staticmethod
+    def _model_ids(resp: Any) -> list[str] | None:
+        """The ids of an OpenAI-style model list, or None when the body is not one."""
+        try:
+            data = resp.json()
+        except ValueError:
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+            return None
+        return [str(m.get("id")) for m in data["data"] if isinstance(m, dict)]
 
 
 def _int(value: Any) -> int:

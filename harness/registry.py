@@ -8,13 +8,16 @@ Each kind keeps its registry next to its own types and has its own decorator:
 Built-in plugins are an ordinary plugin, `harness.builtins`, reached like any third-party
 package through the `harness` entry-point group; every lookup imports the group's modules
 once. `HARNESS_PLUGINS=name,...` restricts which third-party entry points load (the
-built-ins always do), so a broken plugin can be switched off without uninstalling it.
+built-ins always do), so a broken plugin can be switched off without uninstalling it; an
+entry that names no entry point is imported as a module, and one that cannot be imported
+is skipped with a warning line on stderr.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import sys
 from typing import Generic, Iterator, TypeVar
 
 from harness.errors import HarnessError
@@ -24,6 +27,7 @@ T = TypeVar("T")
 
 ENTRY_POINT_GROUP = "harness"
 BUILTIN_PLUGINS = "harness.builtins"  # by name: the registry does not depend on what it holds
+ENV_PLUGINS = "HARNESS_PLUGINS"  # name,...: the third-party plugins to load (entry points or modules)
 
 
 class Registry(Generic[T]):
@@ -83,8 +87,17 @@ class Registry(Generic[T]):
 _loaded = False
 
 
+def _warn(message: str) -> None:
+    """One "warning: ..." line on stderr (the CLI's style for problems that do not stop the run)."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def load_plugins() -> None:
     """Import the built-in plugins and the entry-point plugins, once per process.
+
+    With `HARNESS_PLUGINS` set, only the entry points it names load; an entry that names no
+    entry point is imported as a module (`mypkg.harness_plugin`), and one that cannot be
+    imported is skipped with one warning line on stderr.
 
     Raises:
         HarnessError: a third-party plugin fails to import (names it and how to switch it off).
@@ -97,9 +110,11 @@ def load_plugins() -> None:
 
     # Imported by name even when harness is not installed (no entry-point metadata).
     importlib.import_module(BUILTIN_PLUGINS)
-    allowed = os.environ.get("HARNESS_PLUGINS")
-    allow = {a.strip() for a in allowed.split(",")} if allowed else None
+    allowed = os.environ.get(ENV_PLUGINS)
+    allow = {a.strip() for a in allowed.split(",") if a.strip()} if allowed else None
+    found: set[str] = set()
     for ep in entry_points(group=ENTRY_POINT_GROUP):
+        found.add(ep.name)
         if ep.value == BUILTIN_PLUGINS or (allow is not None and ep.name not in allow):
             continue
         try:
@@ -107,5 +122,18 @@ def load_plugins() -> None:
         except Exception as exc:  # a broken third-party plugin must not break the tool
             raise HarnessError(
                 f"plugin '{ep.name}' ({ep.value}) failed to import: {exc}",
-                f"fix or uninstall it, or set HARNESS_PLUGINS to a list without '{ep.name}'",
+                f"fix or uninstall it, or set {ENV_PLUGINS} to a list without '{ep.name}'",
             ) from exc
+    for name in sorted((allow or set()) - found):
+        _import_listed_module(name, sorted(found))
+
+
+def _import_listed_module(name: str, installed: list[str]) -> None:
+    """Import a `HARNESS_PLUGINS` entry that is no entry point; warn (once) if it cannot be."""
+    try:
+        importlib.import_module(name)
+    except Exception as exc:  # a typo or a missing package must not stop the run
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        known = f" (installed plugins: {', '.join(installed)})" if installed else ""
+        _warn(f"{ENV_PLUGINS} entry '{name}' cannot be imported: {reason}; "
+              f"fix: install the package that provides it, or remove '{name}' from {ENV_PLUGINS}{known}")

@@ -28,6 +28,31 @@ def code_version() -> dict[str, object]:
     return info
 
 
+def git_describe_quietly() -> str | None:
+    """`git describe --always` of the working directory, or None; git's stderr is captured.
+
+    lm-eval's `simple_evaluate` records this through its own `get_git_commit_hash`, which
+    lets git print "fatal: not a git repository" onto our stderr whenever a run starts
+    outside a git checkout.
+    """
+    try:
+        out = subprocess.run(["git", "describe", "--always"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
+
+
+def quiet_lm_eval_git() -> None:
+    """Make lm-eval ask git quietly: call before `lm_eval.simple_evaluate` (idempotent).
+
+    lm-eval offers no switch for it, so its evaluator's reference is replaced by
+    `git_describe_quietly` (same answer, git's complaints captured).
+    """
+    import lm_eval.evaluator
+
+    lm_eval.evaluator.get_git_commit_hash = git_describe_quietly
+
+
 def library_versions() -> dict[str, str]:
     out = {"python": sys.version.split()[0]}
     for name in LIBRARIES:

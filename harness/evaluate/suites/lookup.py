@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,27 @@ SUITE_FILE = "suite.yaml"
 ENV_PATH = "HARNESS_SUITES_PATH"
 
 
+_warned: set[str] = set()  # HARNESS_SUITES_PATH entries already warned about in this process
+
+
 def search_dirs() -> list[Path]:
-    """Folders searched for suites by name: `HARNESS_SUITES_PATH` entries, then bundled."""
-    extra = [Path(p).expanduser() for p in os.environ.get(ENV_PATH, "").split(os.pathsep) if p.strip()]
+    """Folders searched for suites by name: `HARNESS_SUITES_PATH` entries, then bundled.
+
+    An entry that is not an existing folder is skipped, with one warning line on stderr the
+    first time this process meets it.
+    """
+    extra: list[Path] = []
+    for entry in os.environ.get(ENV_PATH, "").split(os.pathsep):
+        if not entry.strip():
+            continue
+        folder = Path(entry).expanduser()
+        if folder.is_dir():
+            extra.append(folder)
+        elif entry not in _warned:
+            _warned.add(entry)
+            what = "is not a folder" if folder.exists() else "does not exist"
+            print(f"warning: {ENV_PATH} entry '{entry}' {what}; fix: point it at a folder that holds "
+                  f"suite folders (NAME/{SUITE_FILE}), or remove it from {ENV_PATH}", file=sys.stderr)
     return [*extra, BUNDLED_DIR]
 
 

@@ -288,6 +288,21 @@ def _os_error(exc: OSError) -> str:
     return f"error: cannot access{where}: {exc.strerror or exc}; fix: check the path and its permissions"
 
 
+def _click_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """(usage errors, other click errors) of click and of the copy of click typer may carry."""
+    import click
+
+    usage, other = [click.UsageError], [click.ClickException]
+    try:
+        from typer._click import exceptions as vendored
+    except ImportError:  # a typer that uses click itself
+        vendored = None
+    if vendored is not None:
+        usage.append(vendored.UsageError)
+        other.append(vendored.ClickException)
+    return tuple(usage), tuple(other)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: exit 0 ok, 1 failed gate, 2 bad input, 130 interrupted. `--debug` adds a
     traceback to an error and never changes the exit code CI sees."""
@@ -304,13 +319,20 @@ def main(argv: list[str] | None = None) -> None:
         _err(line)
         sys.exit(code)
 
+    usage, other = _click_errors()
     try:
         rc = app(args=argv, prog_name="harness", standalone_mode=False)
     except HarnessError as exc:
         fail(f"error: {exc}", exc.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt):
         fail(RESUME, 130)
-    except click.ClickException as exc:
+    except usage as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `harness CMD`: its help is the answer
+            exc.show()
+            sys.exit(exc.exit_code)
+        where = exc.ctx.command_path if getattr(exc, "ctx", None) else "harness"
+        fail(f"error: {exc.format_message().rstrip('.')}; fix: see `{where} --help`", 2)
+    except other as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except OSError as exc:  # a file the checks up front could not foresee: disk full, vanished folder

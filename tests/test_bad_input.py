@@ -136,6 +136,11 @@ ROWS = [
     ("ab-bad-seeds", "ab {model} --train {tmp}/train.jsonl -s {suite} --seeds x --out {tmp}/ab", "--seeds"),
     ("ab-nothing", "ab {model} --train {tmp}/train.jsonl --out {tmp}/ab", "nothing to evaluate"),
     ("ab-out-holds-compare", "ab {model} --train {tmp}/train.jsonl -s {suite} --out {tmp}/done", "did not write"),
+    # usage errors (typer's own checks)
+    ("calibrate-missing-out", "calibrate {model} -s {suite}", "Missing option '--out'"),
+    ("run-unknown-option", "run {model} -s {suite} --bogus", "--bogus"),
+    ("run-limit-not-a-number", "run {model} -s {suite} --limit many", "--limit"),
+    ("gate-missing-run-dir", "gate", "run_dir"),
     # assets
     ("assets-unknown", "assets path no-such-asset", "no-such-asset"),
 ]

@@ -132,9 +132,6 @@ def test_lm_eval_asks_git_quietly(tmp_path):
     assert "fatal" not in quiet.stderr, quiet.stderr
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="harness/evaluate/forgetting/runner.py does not call provenance.quiet_lm_eval_git() "
-                          "before lm_eval.simple_evaluate yet: lm-eval's git call prints 'fatal:'")
 def test_bench_run_outside_git_has_quiet_stderr(tmp_path, tiny_dir):
     work, env = outside_git(tmp_path)
     proc = cli("run", tiny_dir, "--bench", "hellaswag", "--limit", 2, "--out", tmp_path / "run", cwd=work, env=env)

@@ -107,6 +107,15 @@ def test_prompt_completion_through_the_chat_template(tok):
     assert chat.input_ids == as_messages.input_ids and chat.labels == as_messages.labels
 
 
+def test_a_long_prompt_loses_its_start_and_the_completion_survives(tok):
+    s = Sample("a", "prompt/completion", prompt="word " * 40 + "What is 2 plus 2?", completion=" 4")
+    full = encode_sample(tok, s, "plain", 512)
+    cut = encode_sample(tok, s, "plain", 16)
+    assert cut.truncated and not full.truncated and len(cut.input_ids) == 16
+    assert cut.input_ids == full.input_ids[-16:] and cut.labels == full.labels[-16:]
+    assert sum(x != -100 for x in cut.labels) == sum(x != -100 for x in full.labels) > 0
+
+
 def test_text_form_trains_on_every_token_and_truncation_is_counted(tok):
     enc = encode_sample(tok, Sample("a", "text", text="one two three four five six seven"), "auto", 4)
     assert enc.truncated and len(enc.input_ids) == 4 and enc.labels == enc.input_ids

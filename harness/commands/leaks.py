@@ -42,6 +42,8 @@ def print_report(report, console=None) -> None:
     d = report.summary["detectors"]
     parts = [f"13-gram {d.get('gpt3', {}).get('hit', 0)}", f"8-gram>=70% {d.get('palm', {}).get('hit', 0)}",
              f"llama2 dirty {d.get('llama2', {}).get('dirty', 0)} / not clean {d.get('llama2', {}).get('not-clean', 0)}"]
+    if "exact" in d:  # short items: whole copies the n-gram windows are too long to see
+        parts.append(f"exact copies {d['exact'].get('dirty', 0)}")
     if "answer" in d:
         parts.append(f"gold answer copied {d['answer'].get('hit', 0)}")
     if "minhash" in d:

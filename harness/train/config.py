@@ -68,7 +68,8 @@ class TrainConfig(BaseModel):
         batch_size, grad_accum: Sequences per forward pass; forward passes per optimizer
             step. The loss is averaged over every completion token of the whole step, so
             batch 8 x accum 2 trains like batch 16.
-        max_length: Tokens per sequence; longer ones are cut at the end and counted.
+        max_length: Tokens per sequence; longer ones lose prompt tokens on the left (as evaluation
+            does), then tokens at the end, and are counted.
         group_by_length: Batch sequences of similar length inside seeded windows (less
             padding, same epoch content); the order stays a function of the seed.
         seed: Seeds LoRA init, data order (one seeded shuffle per epoch), dropout, the

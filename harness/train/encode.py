@@ -106,7 +106,7 @@ def encode_sample(tokenizer, sample: Sample, fmt: str = "auto", max_length: int 
         tokenizer: The base model's tokenizer.
         sample: The record.
         fmt: "auto", "chat" or "plain" (see TrainConfig.format).
-        max_length: Cut longer sequences at the end.
+        max_length: Longer sequences lose prompt tokens on the left first, then tokens at the end.
         add_eos: Append EOS after plain completions and texts.
 
     Raises:
@@ -137,5 +137,11 @@ def encode_sample(tokenizer, sample: Sample, fmt: str = "auto", max_length: int 
         add(sample.text or "", True, special=True)
         ids.extend(eos)
         labels.extend(eos)
-    truncated = len(ids) > max_length
-    return Encoded(ids[:max_length], labels[:max_length], truncated)
+    over = len(ids) - max_length
+    if over <= 0:
+        return Encoded(ids, labels, False)
+    # As evaluation does: a long prompt loses its start, so the completion it teaches survives;
+    # only what still does not fit (a long completion, a plain text) is cut at the end.
+    prompt = next((i for i, x in enumerate(labels) if x != IGNORE), len(labels))
+    left = min(over, prompt)
+    return Encoded(ids[left:left + max_length], labels[left:left + max_length], True)

@@ -17,8 +17,11 @@ BENCH_METRICS = ("acc", "acc_norm")
 
 
 def _quiet_lm_eval() -> None:
+    from harness.evaluate.provenance import quiet_lm_eval_git
+
     for name in ("lm-eval", "lm_eval", "lm_eval.evaluator", "lm_eval.models.huggingface", "lm_eval.api.task"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    quiet_lm_eval_git()  # its `git describe` prints "fatal: not a git repository" outside a checkout
 
 
 def choose_samples(tasks: dict[str, Any], limit: int | None, limit_per_subject: int | None,

@@ -145,3 +145,19 @@ def test_replacing_a_run_folder_replaces_its_derived_files_and_keeps_the_users(t
     assert not (out / "verdict.json").exists()
     assert (out / "my-notes.txt").read_text() == "mine\n"
     assert RunFolder(out).read_meta().models == ["base"]
+
+
+def test_cut_prompts_are_flagged_in_the_comparison_and_the_report(tmp_path):
+    from harness.analysis.comparison import Comparison
+    from harness.outputs.report.html import render_report
+    from tests.runlog_factory import binary_pair, squad_task, write_run
+
+    em = binary_pair(30, 0.5, 1, 2)
+    out = write_run(tmp_path / "run", [squad_task(30, em, em, name="arith")])
+    meta = json.loads((out / "run.json").read_text())
+    for agg in meta["aggregates"]["suites"]["arith"].values():
+        agg["truncated"] = 3
+    (out / "run.json").write_text(json.dumps(meta))
+    flags = [f for f in Comparison.from_run_dir(out).flags if f.code == "truncated_prompts"]
+    assert len(flags) == 1 and flags[0].task == "arith" and "3 of 30 prompts" in flags[0].message
+    assert "3 of 30 prompts of &#39;arith&#39; were cut" in render_report(out).read_text()

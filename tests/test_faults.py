@@ -61,6 +61,16 @@ def test_a_read_only_cache_home_costs_a_warning_never_the_run(tmp_path, readonly
     assert list(readonly.iterdir()) == []
 
 
+def _valid_cache_rows(db: Path) -> int:
+    """Rows in a result cache that passes SQLite's integrity check."""
+    con = sqlite3.connect(db)
+    try:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        return con.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    finally:
+        con.close()
+
+
 def _file_size_limit(limit: int):
     def apply() -> None:  # Python ignores SIGXFSZ, so an over-limit write fails with EFBIG
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
@@ -71,7 +81,7 @@ def test_a_full_disk_mid_run_stops_with_one_line_keeps_cache_and_folder_valid_an
                                                                                           tiny_lora):
     """A per-file size limit makes the kernel refuse writes past 48 KB: the result cache fills
     first (a warning, the run goes on), then items.jsonl cannot be written (one line, exit 2)."""
-    suite = make_suite(tmp_path / "long", n=120, max_new_tokens=12)
+    suite = make_suite(tmp_path / "long", n=100, max_new_tokens=12)  # 200 item lines > 48 KB
     out = tmp_path / "run"
     cli("compare", tiny_dir, f"ft={tiny_lora}", "--suite", suite, "--limit", 3, "--out", out, "--batch-size", 4)
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
@@ -86,15 +96,52 @@ def test_a_full_disk_mid_run_stops_with_one_line_keeps_cache_and_folder_valid_an
     # the earlier run is intact and self-consistent; the cache is a valid database holding the batches done
     assert (out / "run.json").read_bytes() == before["run.json"] and (out / "items.jsonl").read_bytes() == before["items.jsonl"]
     assert len(RunFolder(out).read_items()) == 6
-    db = Path(os.environ["HARNESS_HOME"]) / "cache" / "results.sqlite"
-    with sqlite3.connect(db) as con:
-        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        cached = con.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    cached = _valid_cache_rows(Path(os.environ["HARNESS_HOME"]) / "cache" / "results.sqlite")
     assert cached > 6
     cli(*args)  # space again: the rerun resumes from what was cached
     meta = RunFolder(out).read_meta()
-    assert meta.timing.items_cached == cached and meta.timing.items_computed == 240 - cached
-    assert len(RunFolder(out).read_items()) == 240
+    assert meta.timing.items_cached == cached and meta.timing.items_computed == 200 - cached
+    assert len(RunFolder(out).read_items()) == 200
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MB tmpfs: a real file system that runs out of space (needs the right to mount)."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root); the file-size-limit test covers the same path")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def test_a_file_system_that_fills_mid_run_gives_enospc_as_one_line_and_the_rerun_resumes(small_disk, tmp_path,
+                                                                                          tiny_dir, tiny_lora):
+    suite = make_suite(tmp_path / "long", n=60, max_new_tokens=12)
+    home, out = small_disk / "home", small_disk / "run"
+    home.mkdir()
+    env = {**os.environ, "HARNESS_HOME": str(home)}
+    cli("compare", tiny_dir, f"ft={tiny_lora}", "--suite", suite, "--limit", 3, "--out", out, "--batch-size", 4, env=env)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    st = os.statvfs(small_disk)
+    filler = small_disk / "filler"
+    filler.write_bytes(b"\0" * (st.f_bavail * st.f_frsize - 96 * 1024))  # leave 96 KB
+    args = ["compare", tiny_dir, f"ft={tiny_lora}", "--suite", suite, "--out", out, "--batch-size", 4, "--force"]
+    proc = cli(*args, check=False, env=env)
+    errors = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "no space left" in errors[0] and "No space left on device" in errors[0]
+    assert "result cache" in proc.stderr  # the cache ran out first: a warning, and the run went on
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    cached = _valid_cache_rows(home / "cache" / "results.sqlite")
+    assert cached > 6
+    filler.unlink()
+    cli(*args, env=env)
+    meta = RunFolder(out).read_meta()
+    assert meta.timing.items_cached == cached and len(RunFolder(out).read_items()) == 120
 
 
 def test_ctrl_c_says_how_to_resume_and_exits_130(tmp_path, tiny_dir, tiny_lora):

@@ -63,6 +63,7 @@ ForceOpt = typer.Option(False, "--force", help="Replace a run folder that holds 
 PickleOpt = typer.Option(False, "--allow-pickle", help="Allow pickle checkpoints (.bin/.pt), which can run code.")
 RemoteOpt = typer.Option(False, "--trust-remote-code", help="Allow models that ship their own Python code.")
 TrustOpt = typer.Option(None, "--trust-code", help="Suite folder whose python hook may run; repeatable.")
+PerturbOpt = typer.Option(0, "--perturb", help="Re-ask each suite item under K seeded prompt variants (task SUITE~perturbed, metric consistent).")
 
 
 def _benches(values) -> list[str]:
@@ -71,7 +72,7 @@ def _benches(values) -> list[str]:
 
 def _run_config(base, adapters, suite, bench, num_fewshot, limit_per_subject, limit, out, batch_size, dtype, seed,
                 no_cache, force, allow_pickle, trust_remote_code, trust_code, include_base, judge=True, train=None,
-                **hardware):
+                perturb=0, **hardware):
     """A `RunConfig` from the shared options; `hardware`: device, device_map, load_in, engine, tensor_parallel."""
     from harness.evaluate.devices import check_syntax
     from harness.evaluate.run import RunConfig
@@ -83,7 +84,7 @@ def _run_config(base, adapters, suite, bench, num_fewshot, limit_per_subject, li
                      out=Path(out) if out else _default_out(), include_base=include_base, batch_size=batch_size,
                      dtype=dtype, seed=seed, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
                      trust_code=[Path(p) for p in trust_code or []], use_cache=not no_cache, judge=judge, force=force,
-                     train_files=[Path(p) for p in train or []],
+                     train_files=[Path(p) for p in train or []], perturb=perturb,
                      command=["harness", *sys.argv[1:]], **hardware)
 
 
@@ -173,11 +174,11 @@ def run(model: str = typer.Argument(..., help="Base model: folder, .gguf file, a
         force: bool = ForceOpt, allow_pickle: bool = PickleOpt, trust_remote_code: bool = RemoteOpt,
         device: str = DeviceOpt, device_map: Optional[str] = DeviceMapOpt,
         load_in: Optional[str] = LoadInOpt, engine: str = EngineOpt, tensor_parallel: int = TPOpt,
-        trust_code: Optional[List[Path]] = TrustOpt) -> None:
+        trust_code: Optional[List[Path]] = TrustOpt, perturb: int = PerturbOpt) -> None:
     """Evaluate one model (with its adapters applied, if any) on suites."""
     cfg = _run_config(model, adapter, suite, bench, num_fewshot, limit_per_subject, limit, out, batch_size, dtype, seed,
                       no_cache, force, allow_pickle, trust_remote_code, trust_code, include_base=not adapter, judge=judge,
-                      device=device, device_map=device_map, load_in=load_in, engine=engine,
+                      perturb=perturb, device=device, device_map=device_map, load_in=load_in, engine=engine,
                       tensor_parallel=tensor_parallel)
     meta = _evaluate(cfg)
     if meta is not None:  # None: another rank of a data-parallel launch (rank 0 prints)
@@ -193,7 +194,7 @@ def compare(base: str = typer.Argument(..., help="Base model: folder, .gguf file
             force: bool = ForceOpt, allow_pickle: bool = PickleOpt, trust_remote_code: bool = RemoteOpt,
             trust_code: Optional[List[Path]] = TrustOpt,
             device: str = DeviceOpt, device_map: Optional[str] = DeviceMapOpt, load_in: Optional[str] = LoadInOpt,
-            engine: str = EngineOpt, tensor_parallel: int = TPOpt,
+            engine: str = EngineOpt, tensor_parallel: int = TPOpt, perturb: int = PerturbOpt,
             policy: Optional[Path] = typer.Option(None, "--policy", "-p", help="Gate policy YAML (see ci/gate.yaml): pass/fail after the run."),
             noise: Optional[Path] = typer.Option(None, "--noise", help="Noise floor from `harness calibrate`, for the gate."),
             train: Optional[List[Path]] = typer.Option(None, "--train", help="The adapter's training data: label eval items that leaked into it; repeatable.")) -> None:
@@ -201,10 +202,10 @@ def compare(base: str = typer.Argument(..., help="Base model: folder, .gguf file
     from harness import pipeline
 
     gate = pipeline.preflight(policy, noise, suites=suite or [], benches=_benches(bench),
-                              trust_code=[Path(p) for p in trust_code or []])  # before minutes of model work
+                              trust_code=[Path(p) for p in trust_code or []], perturb=perturb)  # before minutes of model work
     cfg = _run_config(base, adapters, suite, bench, num_fewshot, limit_per_subject, limit, out, batch_size, dtype,
                       seed, no_cache, force, allow_pickle, trust_remote_code, trust_code, include_base=True,
-                      judge=judge, train=train, device=device, device_map=device_map, load_in=load_in, engine=engine,
+                      judge=judge, train=train, perturb=perturb, device=device, device_map=device_map, load_in=load_in, engine=engine,
                       tensor_parallel=tensor_parallel)
 
     def summarise(meta):

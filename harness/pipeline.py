@@ -39,7 +39,7 @@ class GateSetup:
 
 def preflight(policy: str | os.PathLike | Policy | None, noise: str | os.PathLike | None = None, *,
               suites: Iterable[str] = (), benches: Iterable[str] = (),
-              trust_code: Iterable[Path] = ()) -> GateSetup:
+              trust_code: Iterable[Path] = (), perturb: int = 0) -> GateSetup:
     """Loads and checks the gate settings before any model work.
 
     Args:
@@ -48,6 +48,7 @@ def preflight(policy: str | os.PathLike | Policy | None, noise: str | os.PathLik
         suites: Suite names or folders the run will evaluate.
         benches: Benchmark names the run will evaluate.
         trust_code: Suite folders whose python hooks may run (to resolve suite names).
+        perturb: `--perturb K`: each suite's `SUITE~perturbed` task is evaluated too.
 
     Raises:
         HarnessError: Invalid policy or noise file, or a required rule selects a task the run
@@ -59,6 +60,10 @@ def preflight(policy: str | os.PathLike | Policy | None, noise: str | os.PathLik
 
     loaded = policy if isinstance(policy, Policy) else load_policy(policy)
     names = [load_suite(s, trusted_dirs=list(trust_code)).name for s in suites]
+    if perturb:
+        from harness.evaluate.perturb import task_name
+
+        names += [task_name(n) for n in names]
     check_rules(loaded, suites=names, benches=list(benches))
     noise_path = Path(noise) if noise else loaded.noise_floor_path()
     if noise_path:

@@ -49,6 +49,7 @@ class RunConfig:
     train_files: list[Path] = field(default_factory=list)  # scanned for leaks into the eval items
     extra_meta: dict[str, Any] = field(default_factory=dict)  # e.g. training records from `harness ab`
     order_seed: int | None = None  # shuffle batch composition (noise calibration); None: length-sorted
+    perturb: int = 0  # re-ask each suite item under this many seeded prompt variants (harness.evaluate.perturb)
 
     def spec(self) -> dict[str, Any]:
         return {"base": self.base, "adapters": list(self.adapters), "suites": list(self.suites),
@@ -56,7 +57,8 @@ class RunConfig:
                 "limit_per_subject": self.limit_per_subject, "limit": self.limit,
                 "include_base": self.include_base, "dtype": self.dtype, "seed": self.seed, "judge": self.judge,
                 "train_files": [str(p) for p in self.train_files],
-                **({"order_seed": self.order_seed} if self.order_seed is not None else {})}
+                **({"order_seed": self.order_seed} if self.order_seed is not None else {}),
+                **({"perturb": self.perturb} if self.perturb else {})}
 
 
 def default_cache_path() -> Path:
@@ -99,6 +101,10 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> RunMet
         resolve(cfg.benches, num_fewshot=cfg.num_fewshot)  # unknown names fail before model loading
     if cfg.limit is not None and cfg.limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {cfg.limit}", "pass a positive number or omit it")
+    if cfg.perturb < 0:
+        raise ConfigError(f"--perturb must be 0 or more, got {cfg.perturb}", "pass e.g. --perturb 3")
+    if cfg.perturb and not cfg.suites:
+        raise ConfigError("--perturb re-asks suite items, and this run has no --suite", "add --suite NAME, or drop --perturb")
     if cfg.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {cfg.batch_size}", "pass a positive number")
     from harness.evaluate.devices import peak_memory
@@ -144,16 +150,17 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> RunMet
     try:
         with Progress() as progress:
             for suite in suites:
-                recs, aggs = evaluate_suite(engine, suite, model_names, cfg.limit, cache, progress, stats,
-                                            cfg.order_seed, dist)
+                recs, per_task = evaluate_suite(engine, suite, model_names, cfg.limit, cache, progress, stats,
+                                                cfg.order_seed, dist, perturb=cfg.perturb, perturb_seed=cfg.seed)
                 if suite in judged and dist.is_main:
                     from harness.evaluate.judges import judge_records
 
                     judge_results[suite.name] = judge_records(
-                        suite, suite.examples(cfg.limit), recs, aggs, use_cache=cfg.use_cache,
+                        suite, suite.examples(cfg.limit), [r for r in recs if r["task"] == suite.name],
+                        per_task[suite.name], use_cache=cfg.use_cache,
                         log=lambda m: progress.p.console.print(m, markup=False, highlight=False))
                 records.extend(recs)
-                suite_aggs[suite.name] = aggs
+                suite_aggs.update(per_task)
             if cfg.benches:
                 from harness.evaluate.forgetting.runner import add_flips, evaluate_benchmarks
 
@@ -188,6 +195,8 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> RunMet
     for s in suites:
         for m in map(get_metric, s.metric_names):
             metric_info[m.name] = {"higher_is_better": m.higher_is_better, "corpus_level": m.corpus_level}
+    if cfg.perturb:
+        metric_info["consistent"] = {"higher_is_better": True, "corpus_level": False}
     meta = RunMeta.model_validate({
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": cfg.command,

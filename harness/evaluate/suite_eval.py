@@ -71,67 +71,107 @@ class Progress:
 
 def evaluate_suite(engine, suite, model_names: list[str], limit: int | None, cache: ResultCache,
                    progress: Progress, stats: dict[str, int], order_seed: int | None = None,
-                   dist: Dist | None = None) -> tuple[list[dict], dict]:
-    """Generate and score one suite for each model variant; returns (records, aggregates).
+                   dist: Dist | None = None, perturb: int = 0, perturb_seed: int = 0
+                   ) -> tuple[list[dict], dict[str, dict]]:
+    """Generate and score one suite for each model variant; returns (records, aggregates per
+    task): the suite's task, and with `perturb` K its `SUITE~perturbed` task (K seeded prompt
+    variants per item, see `harness.evaluate.perturb`).
 
     Prompts are planned into batches of `engine.batch_size` (longest first, or shuffled by
     `order_seed`); a batch is the unit of caching and of data-parallel splitting, so every
     rank decodes exactly the batches a single process would.
     """
-    from harness.evaluate.engines.generate import plan_batches
-    from harness.evaluate.metrics import get_metric
-
     dist = dist or Dist()
     examples = suite.examples(limit)
     if not examples:
         raise ConfigError(f"suite '{suite.name}' has no items", "check its data file")
-    params = suite.generation
-    encoded = [encode_prompt(engine.tokenizer, suite.render(ex)) for ex in examples]
-    cut = fit_prompts(encoded, getattr(engine, "context_length", None), params.max_new_tokens, suite.name)
-    prompt_hashes = [sha256_bytes(text.encode("utf-8")) for text, _ in encoded]
-    id_hashes = [sha256_json(ids) for _, ids in encoded]
-    plan = plan_batches([len(ids) for _, ids in encoded], engine.batch_size, order_seed)
-    metrics = [get_metric(m) for m in suite.metric_names]
-    records: list[dict] = []
-    aggregates: dict[str, dict] = {}
-    for name in model_names:
-        keys = [item_key("generate", engine.model_key(name), h, params.key()) for h in id_hashes]
-        results = cache.get_many(keys)
-        advance = progress.task(f"{suite.name} · {name}", len(examples))
-        hits = sum(k in results for k in keys)
-        stats["cached"] += hits
-        advance(hits)
-        todo = dist.union([j for j, b in enumerate(plan) if not all(keys[i] in results for i in b.indices)])
+    prompts = [suite.render(ex) for ex in examples]
+    run = _PromptRun(engine, suite, model_names, cache, progress, stats, order_seed, dist)
+    records, aggs, preds = run(suite.name, examples, [ex.id for ex in examples], prompts)
+    out = {suite.name: aggs}
+    if perturb:
+        from harness.evaluate.perturb import perturb_prompt, task_name, variants
 
-        def decode(j: int) -> dict[str, dict]:
-            indices = plan[j].indices
-            gens = {keys[i]: g.__dict__ for i, g in zip(indices, engine.generate(name, [encoded[i][1] for i in indices],
-                                                                                  params))}
-            cache.put_many({k: g for k, g in gens.items() if k not in results})  # each batch committed: resumable
-            advance(sum(k not in results for k in gens))
-            return gens
+        chosen = variants(perturb, perturb_seed)
+        pairs = [(i, v) for i in range(len(examples)) for v in chosen]
+        p_records, p_aggs, _ = run(task_name(suite.name), [examples[i] for i, _ in pairs],
+                                   [f"{examples[i].id}~{v.index}" for i, v in pairs],
+                                   [perturb_prompt(prompts[i], v) for i, v in pairs],
+                                   originals={m: [preds[m][i] for i, _ in pairs] for m in model_names},
+                                   extra=[{"perturbation": {**v.record(), "of": examples[i].id}} for i, v in pairs])
+        records += p_records
+        out[task_name(suite.name)] = p_aggs
+    return records, out
 
-        for gens in dist.map(decode, todo):
-            stats["computed"] += sum(k not in results for k in gens)
-            results.update({k: g for k, g in gens.items() if k not in results})
-        preds = [results[k]["text"].strip() for k in keys]
+
+class _PromptRun:
+    """Generates a list of prompts for each model variant and scores the answers."""
+
+    def __init__(self, engine, suite, model_names, cache, progress, stats, order_seed, dist):
+        self.engine, self.suite, self.model_names, self.cache = engine, suite, model_names, cache
+        self.progress, self.stats, self.order_seed, self.dist = progress, stats, order_seed, dist
+
+    def __call__(self, task: str, examples, item_ids: list[str], prompts, originals: dict | None = None,
+                 extra: list[dict] | None = None) -> tuple[list[dict], dict, dict[str, list[str]]]:
+        from harness.evaluate.engines.generate import plan_batches
+        from harness.evaluate.metrics import get_metric
+        from harness.evaluate.metrics.squad import normalize_answer
+
+        engine, suite, cache, stats = self.engine, self.suite, self.cache, self.stats
+        params = suite.generation
+        encoded = [encode_prompt(engine.tokenizer, p) for p in prompts]
+        cut = fit_prompts(encoded, getattr(engine, "context_length", None), params.max_new_tokens, suite.name)
+        prompt_hashes = [sha256_bytes(text.encode("utf-8")) for text, _ in encoded]
+        id_hashes = [sha256_json(ids) for _, ids in encoded]
+        plan = plan_batches([len(ids) for _, ids in encoded], engine.batch_size, self.order_seed)
+        metrics = [get_metric(m) for m in suite.metric_names]
         refs = [list(ex.references) for ex in examples]
-        item_scores = {m.name: m.score_items(preds, refs) for m in metrics}
-        agg = {m.name: m.aggregate(preds, refs, item_scores[m.name]) for m in metrics}
-        gens = [results[k] for k in keys]
-        agg.update(n=len(examples),
-                   mean_latency_s=sum(g["latency_s"] for g in gens) / len(gens),
-                   mean_new_tokens=sum(g["new_tokens"] for g in gens) / len(gens),
-                   **({"truncated": sum(c > 0 for c in cut)} if any(cut) else {}))
-        aggregates[name] = agg
-        for i, ex in enumerate(examples):
-            g = gens[i]
-            records.append({
-                "model": name, "kind": "suite", "task": suite.name, "item_id": ex.id,
-                "prompt_hash": prompt_hashes[i], "prediction": preds[i], "references": refs[i],
-                "scores": {m.name: item_scores[m.name][i] for m in metrics},
-                "latency_s": round(g["latency_s"], 4), "prompt_tokens": g["prompt_tokens"],
-                "new_tokens": g["new_tokens"], "stopped_by": g["stopped_by"],
-                **({"truncated_tokens": cut[i]} if cut[i] else {}),
-            })
-    return records, aggregates
+        records: list[dict] = []
+        aggregates: dict[str, dict] = {}
+        all_preds: dict[str, list[str]] = {}
+        for name in self.model_names:
+            keys = [item_key("generate", engine.model_key(name), h, params.key()) for h in id_hashes]
+            results = cache.get_many(keys)
+            advance = self.progress.task(f"{task} · {name}", len(examples))
+            hits = sum(k in results for k in keys)
+            stats["cached"] += hits
+            advance(hits)
+            todo = self.dist.union([j for j, b in enumerate(plan) if not all(keys[i] in results for i in b.indices)])
+
+            def decode(j: int) -> dict[str, dict]:
+                indices = plan[j].indices
+                gens = {keys[i]: g.__dict__ for i, g in zip(indices, engine.generate(
+                    name, [encoded[i][1] for i in indices], params))}
+                cache.put_many({k: g for k, g in gens.items() if k not in results})  # each batch committed: resumable
+                advance(sum(k not in results for k in gens))
+                return gens
+
+            for gens in self.dist.map(decode, todo):
+                stats["computed"] += sum(k not in results for k in gens)
+                results.update({k: g for k, g in gens.items() if k not in results})
+            preds = [results[k]["text"].strip() for k in keys]
+            all_preds[name] = preds
+            item_scores = {m.name: m.score_items(preds, refs) for m in metrics}
+            agg = {m.name: m.aggregate(preds, refs, item_scores[m.name]) for m in metrics}
+            if originals is not None:  # same answer as to the unperturbed prompt
+                same = [float(normalize_answer(p) == normalize_answer(o)) for p, o in zip(preds, originals[name])]
+                item_scores["consistent"] = same
+                agg["consistent"] = sum(same) / len(same)
+            gens = [results[k] for k in keys]
+            agg.update(n=len(examples),
+                       mean_latency_s=sum(g["latency_s"] for g in gens) / len(gens),
+                       mean_new_tokens=sum(g["new_tokens"] for g in gens) / len(gens),
+                       **({"truncated": sum(c > 0 for c in cut)} if any(cut) else {}))
+            aggregates[name] = agg
+            for i, item_id in enumerate(item_ids):
+                g = gens[i]
+                records.append({
+                    "model": name, "kind": "suite", "task": task, "item_id": item_id,
+                    "prompt_hash": prompt_hashes[i], "prediction": preds[i], "references": refs[i],
+                    "scores": {m: item_scores[m][i] for m in item_scores},
+                    "latency_s": round(g["latency_s"], 4), "prompt_tokens": g["prompt_tokens"],
+                    "new_tokens": g["new_tokens"], "stopped_by": g["stopped_by"],
+                    **({"truncated_tokens": cut[i]} if cut[i] else {}),
+                    **(extra[i] if extra else {}),
+                })
+        return records, aggregates, all_preds

@@ -55,3 +55,9 @@ def test_compare_with_perturb_records_variants_scores_consistency_and_gates_it(t
     assert meta.spec.model_dump()["perturb"] == 3 and meta.metrics["consistent"].higher_is_better
     verdict = json.loads((out / "verdict.json").read_text())
     assert any(r["task"] == "arith~perturbed" and r["metric"] == "consistent" for r in verdict["rules"])
+    html = (out / "report.html").read_text()
+    assert 'id="robustness"' in html and "arith~perturbed" not in html.split('id="robustness"')[1].split("</section>")[0]
+    panel = html.split('id="robustness"')[1].split("</section>")[0]
+    for model in ("base", "ft"):
+        cons = 100 * agg[model].metric_values()["consistent"]
+        assert f"<td>{model}</td>" in panel and f"{cons:.2f}" in panel

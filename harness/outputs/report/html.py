@@ -94,6 +94,7 @@ def _sections(view: ReportView) -> list[tuple[str, str]]:
         ("verdict", "Verdict", True),
         ("headline", "Every metric" if view.headline else "Scores", bool(view.headline or view.scores)),
         ("forgetting", "Forgetting", bool(p.get("forgetting"))),
+        ("robustness", "Robustness", bool(p.get("robustness"))),
         ("flips", "Flips", bool(p.get("flips"))),
         ("examples", "Examples", bool(p.get("explorer") and p["explorer"].n_items)),
         ("leaks", "Leaks", bool(p.get("leaks"))),

@@ -383,12 +383,51 @@ def provenance(view: Any) -> Provenance:
 # --------------------------------------------------------------------------- all
 
 
+# --------------------------------------------------------------------------- robustness
+
+
+@dataclass
+class Robustness:
+    """One suite asked under `--perturb` variants: each model's score on the original prompts
+    and under the variants, its consistency, and the paired Δ consistency per adapter."""
+
+    suite: str
+    metric: str  # the suite's first metric
+    models: list[tuple[str, str, str, str]]  # model, original, perturbed, consistent (printed points)
+    rows: list[HeadlineRow]
+
+
+def robustness(view: Any) -> list[Robustness]:
+    from harness.evaluate.perturb import SUFFIX
+
+    suites = view.meta.aggregates.suites
+    out = []
+    for task, per_model in suites.items():
+        if not task.endswith(SUFFIX):
+            continue
+        suite = task[: -len(SUFFIX)]
+        originals = suites.get(suite, {})
+        first = next(iter(originals.values()), None)
+        metric = next(iter(first.metric_values()), "") if first is not None else ""
+
+        def pts(agg, name):
+            value = agg.metric_values().get(name) if agg is not None else None
+            return "–" if value is None else fmt.pts(100 * value)
+
+        models = [(m, pts(originals.get(m), metric), pts(agg, metric), pts(agg, "consistent"))
+                  for m, agg in per_model.items()]
+        rows = [h for h in view.headline if h.row.task == task and h.row.metric == "consistent"]
+        out.append(Robustness(suite, metric, models, rows))
+    return out
+
+
 def add_panels(view: Any) -> None:
     """Fills `view.panels`: forgetting, flips, leaks, training, cost, provenance, explorer."""
     from harness.outputs.report.examples import explorer
 
     view.panels = {
         "forgetting": forgetting(view),
+        "robustness": robustness(view),
         "flips": flips(view),
         "leaks": leaks(view),
         "training": training_panels(view.meta.training),

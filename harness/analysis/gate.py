@@ -16,6 +16,10 @@ improvement) at the rule's confidence c, in points:
 Verdict: fail if any rule fails, else inconclusive if any is, else pass. Exit code 1 when
 a rule fails or is inconclusive with `on_inconclusive: fail` (the default); 0 otherwise;
 errors (bad policy, incomparable runs) exit 2 through HarnessError.
+
+A rule with `severity: warn` is decided the same way but only warns: it never blocks and
+never enters the verdict. When it fails, its reason starts with "warning (severity: warn,
+does not block)" and a `rule_warning` flag (severity "warning") names it.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from harness.fmt import mde as _mde
 from harness.fmt import pts, pval
 
 NO_EFFECT_RULE = "adapter-has-effect"
+WARN_PREFIX = "warning (severity: warn, does not block)"
 
 
 def _numbers(row: DeltaRow, lo: float, hi: float, mde: float) -> dict[str, Any]:
@@ -225,6 +230,13 @@ def _evaluate_rule(rule: Rule, data: TaskData | None, adapter: str, comparison: 
                                   f"{row.label} is {_mde(nums['mde'])} points (one-sided alpha {1 - c:.2g}, power 0.8)",
                                   adapter=adapter, task=data.task))
     blocking = status == FAIL or (status == INCONCLUSIVE and policy.on_inconclusive_of(rule) == "fail")
+    if rule.advisory:
+        blocking = False
+        if status == FAIL:
+            flags.append(Flag("rule_warning", "warning",
+                              f"rule '{rule.name}' [{adapter}] failed; it only warns (severity: warn): {reason}",
+                              adapter=adapter, task=data.task))
+            reason = f"{WARN_PREFIX}: {reason}"
     result = RuleResult(**head, kind=data.kind, task=data.task, metric=rule.metric, subset=subset, status=status,
                         blocking=blocking, reason=reason, numbers=nums, subjects=subjects)
     return result, flags
@@ -249,12 +261,15 @@ def evaluate(comparison: Comparison, policy: Policy, noise: NoiseFloor | None = 
     resolved = [(rule, _resolve(rule, comparison, policy)) for rule in policy.rules]  # every error before any work
     flags = list(comparison.flags)
     results = _no_effect_results(comparison, many) if policy.on_no_effect == "fail" else []
+    deciding = list(results)  # results that decide the verdict: not those of `severity: warn` rules
     for rule, data in resolved:
         for adapter in rule.adapters or comparison.adapters:
             result, raised = _evaluate_rule(rule, data, adapter, comparison, policy, noise, many)
             results.append(result)
+            if not rule.advisory:
+                deciding.append(result)
             flags.extend(raised)
-    statuses = {r.status for r in results}
+    statuses = {r.status for r in deciding}
     verdict = FAIL if FAIL in statuses else INCONCLUSIVE if INCONCLUSIVE in statuses else PASS
     exit_code = 1 if any(r.blocking for r in results) else 0
     return Verdict(verdict=verdict, exit_code=exit_code, rules=results, flags=flags, comparison=comparison,

@@ -20,9 +20,14 @@ Schema (see ci/gate.yaml for a documented example):
         on_inconclusive: fail
         decide_on: all
         optional: false               # true: skip (not error) when the run lacks the task
+        severity: fail                # fail | warn: a warn rule never blocks (see below)
 
 All thresholds are points (100 x the 0..1 score). A rule of a metric where lower is better
 reads the same way: `max_drop` is always the largest tolerated worsening.
+
+`severity: warn` makes a rule advisory: it is decided as usual, but it never sets the exit
+code or the verdict; when it fails, its reason starts with "warning (severity: warn, does not
+block)" and the gate raises a `rule_warning` flag (a warning in the terminal and summary.md).
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ class Rule(BaseModel):
     on_inconclusive: Optional[Literal["fail", "pass"]] = None
     decide_on: Optional[Literal["all", "clean"]] = None
     optional: bool = False
+    severity: Literal["fail", "warn"] = "fail"
 
     @model_validator(mode="after")
     def _one_check(self) -> "Rule":
@@ -80,6 +86,11 @@ class Rule(BaseModel):
     def check(self) -> str:
         """Which check the rule makes: max_drop, min_gain or per_subject_max_drop."""
         return next(c for c in CHECKS if getattr(self, c) is not None)
+
+    @property
+    def advisory(self) -> bool:
+        """True for `severity: warn`: the rule warns but never blocks or decides the verdict."""
+        return self.severity == "warn"
 
     @property
     def threshold(self) -> float:

@@ -102,7 +102,8 @@ def make_record(i: int, rng: random.Random) -> dict:
     template = TEMPLATES[i % len(TEMPLATES)]
     text = template.format(
         name=name, Name=name, category=category,
-        a_category=("an " if category[0] in "aeiou" else "a ") + category, venue=rng.choice(VENUES), city=city, City=city,
+        a_category=("an " if category[0] in "aeiou" else "a ") + category,
+        venue=rng.choice(VENUES), city=city, City=city,
         date=rng.choice(DATE_FORMS)(date), price=price_text, Price=_cap(price_text),
         time=f"{rng.choice([10, 11, 14, 18, 19, 20])}:{rng.choice(['00', '30'])}",
         crowd=rng.choice([80, 150, 300, 1200, 4000]), student=f"\u20ac{student}" if price else student,

@@ -315,6 +315,13 @@ def test_compare_gate_and_report_on_a_tiny_model(tmp_path, tiny_dir, tiny_lora):
     meta = json.loads((out / "run.json").read_text())
     assert meta["metrics"]["over_refusal_rate"]["higher_is_better"] is False
     assert set(meta["aggregates"]["suites"]["refusals"]["ft"]) >= set(REFUSAL_METRICS)
+    for model, agg in meta["aggregates"]["suites"]["refusals"].items():  # per-category rates, by hand
+        for category, got in agg["per_subject"].items():
+            mine = [r for r in rows if r["model"] == model and r["subject"] == category]
+            assert got["n"] == len(mine) > 0
+            for metric in REFUSAL_METRICS:
+                vals = [r["scores"][metric] for r in mine if r["scores"][metric] is not None]
+                assert got[metric] == (sum(vals) / len(vals) if vals else None)
     gate = cli("gate", out, "--policy", refusal_policy(tmp_path))
     assert gate.returncode in (0, 1), gate.stdout + gate.stderr
     verdict = json.loads((out / "verdict.json").read_text())

@@ -126,6 +126,9 @@ class _PromptRun:
         plan = plan_batches([len(ids) for _, ids in encoded], engine.batch_size, self.order_seed)
         metrics = [get_metric(m) for m in suite.metric_names]
         refs = [list(ex.references) for ex in examples]
+        # a suite that maps `fields.meta.subject` (refusal categories) gets per-subject rates
+        subjects = [str(ex.meta.get("subject")) for ex in examples] if any(
+            (ex.meta or {}).get("subject") is not None for ex in examples) else None
         records: list[dict] = []
         aggregates: dict[str, dict] = {}
         all_preds: dict[str, list[str]] = {}
@@ -162,6 +165,8 @@ class _PromptRun:
                        mean_latency_s=sum(g["latency_s"] for g in gens) / len(gens),
                        mean_new_tokens=sum(g["new_tokens"] for g in gens) / len(gens),
                        **({"truncated": sum(c > 0 for c in cut)} if any(cut) else {}))
+            if subjects is not None:
+                agg["per_subject"] = _per_subject(subjects, item_scores)
             aggregates[name] = agg
             for i, item_id in enumerate(item_ids):
                 g = gens[i]
@@ -172,6 +177,20 @@ class _PromptRun:
                     "latency_s": round(g["latency_s"], 4), "prompt_tokens": g["prompt_tokens"],
                     "new_tokens": g["new_tokens"], "stopped_by": g["stopped_by"],
                     **({"truncated_tokens": cut[i]} if cut[i] else {}),
+                    **({"subject": subjects[i]} if subjects is not None else {}),
                     **(extra[i] if extra else {}),
                 })
         return records, aggregates, all_preds
+
+
+def _per_subject(subjects: list[str], item_scores: dict[str, list]) -> dict[str, dict]:
+    """Per subject: each metric's mean over the items it scored (None when it scored none), and n."""
+    out: dict[str, dict] = {}
+    for subject in sorted(set(subjects)):
+        rows = [i for i, s in enumerate(subjects) if s == subject]
+        entry: dict = {"n": len(rows)}
+        for metric, scores in item_scores.items():
+            vals = [scores[i] for i in rows if isinstance(scores[i], (int, float))]
+            entry[metric] = sum(vals) / len(vals) if vals else None
+        out[subject] = entry
+    return out

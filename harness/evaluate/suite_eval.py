@@ -116,6 +116,7 @@ class _PromptRun:
         from harness.evaluate.engines.generate import plan_batches
         from harness.evaluate.metrics import get_metric
         from harness.evaluate.metrics.squad import normalize_answer
+        from harness.evaluate.metrics.structured import attach_details
 
         engine, suite, cache, stats = self.engine, self.suite, self.cache, self.stats
         params = suite.generation
@@ -180,6 +181,7 @@ class _PromptRun:
                     **({"subject": subjects[i]} if subjects is not None else {}),
                     **(extra[i] if extra else {}),
                 })
+            attach_details(records[-len(item_ids):], metrics, preds, refs)  # e.g. the JSON Schema error path
         return records, aggregates, all_preds
 
 

@@ -259,6 +259,7 @@ class ItemRecord(_Open):
     latency_s: Optional[float] = None
     prompt_tokens: Optional[int] = None
     truncated_tokens: Optional[int] = None  # prompt tokens cut on the left to fit the model's context
+    details: Optional[dict[str, Any]] = None  # per metric, the evidence behind a score (a JSON Schema error path)
     perturbation: Optional[dict[str, Any]] = None  # `--perturb`: {variant, ops, of: the original item id}
     new_tokens: Optional[int] = None
     stopped_by: Optional[str] = None

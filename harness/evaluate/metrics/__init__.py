@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from harness.errors import HarnessError
 from harness.evaluate.metrics import rouge, sacrebleu_metrics, squad  # noqa: F401  registers built-ins
-from harness.evaluate.metrics import abstain, structured  # noqa: F401  json_valid, json_fields, abstained, answered_anyway
 from harness.evaluate.metrics import refusal  # noqa: F401  registers refusal_rate, over_refusal_rate
+from harness.evaluate.metrics import abstain, structured  # noqa: F401  json_valid, json_fields, abstained, answered_anyway
 from harness.evaluate.metrics.base import METRICS, FunctionMetric, Metric, metric_from_function, register_metric
 from harness.evaluate.metrics.hf_evaluate import PREFIX as EVALUATE_PREFIX
 from harness.evaluate.metrics.hf_evaluate import EvaluateMetric

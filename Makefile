@@ -35,13 +35,14 @@ test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow" --timeout=600
 
 # The whole story on the embedded model: a disjoint SQuAD train/eval split (by context),
-# LoRA training, leak check, squad-qa on held-out questions + HellaSwag and ARC-Easy
-# forgetting checks, paired statistics, gate, report.
+# LoRA training, leak check, squad-qa on held-out questions, refusals and JSON extraction, HellaSwag and ARC-Easy forgetting checks, paired statistics,
+# gate, report.
 DEMO := reports/demo
 demo: setup
 	$(BIN)/python -m harness.train.demo_data --out $(DEMO)/data
 	$(BIN)/harness ab smollm2-135m --train $(DEMO)/data/train.jsonl --config $(DEMO)/data/train.yaml \
-		--suite $(DEMO)/data/squad-qa-heldout --bench hellaswag,arc_easy --limit 64 --limit-per-subject 100 \
+		--suite $(DEMO)/data/squad-qa-heldout --suite refusals --suite json-extract \
+		--bench hellaswag,arc_easy --limit 64 --limit-per-subject 100 \
 		--policy ci/demo-gate.yaml --out $(DEMO) || [ $$? -eq 1 ]
 	@echo "report: $(DEMO)/report.html"
 

@@ -38,6 +38,7 @@ class ABConfig:
     trust_code: list[Path] = field(default_factory=list)
     force: bool = False
     command: list[str] = field(default_factory=list)
+    perturb: int = 0  # re-ask suite items under this many prompt variants (harness.evaluate.perturb)
 
 
 def _arm_config(path: Path | None, ab: ABConfig):
@@ -113,7 +114,8 @@ def run_ab(ab: ABConfig, *, policy: str | Path | Policy | None = None, noise: st
     from harness import pipeline
 
     _check(ab)
-    gate = pipeline.preflight(policy, noise, suites=ab.suites, benches=ab.benches, trust_code=ab.trust_code)
+    gate = pipeline.preflight(policy, noise, suites=ab.suites, benches=ab.benches, trust_code=ab.trust_code,
+                              perturb=ab.perturb)
     from harness.evaluate.devices import resolve
 
     resolve(ab.device, ab.dtype)  # an absent or misspelt device fails before any training
@@ -127,7 +129,7 @@ def run_ab(ab: ABConfig, *, policy: str | Path | Policy | None = None, noise: st
         cfg = RunConfig(base=ab.base, out=ab.out, adapters=adapters, suites=ab.suites, benches=ab.benches,
                         limit=ab.limit, limit_per_subject=ab.limit_per_subject, num_fewshot=ab.num_fewshot,
                         dtype=ab.dtype, device=ab.device, trust_code=ab.trust_code, force=True, command=ab.command,
-                        train_files=[ab.train], extra_meta={"training": training})
+                        train_files=[ab.train], extra_meta={"training": training}, perturb=ab.perturb)
         return execute(cfg, warn=lambda m: log(f"warning: {m}"))
 
     def add_summary(meta: RunMeta) -> RunMeta:

@@ -28,6 +28,7 @@ def register(app: typer.Typer) -> None:
            dtype: str = typer.Option("float32", "--dtype"),
            device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps (training and evaluation)."),
            trust_code: Optional[List[Path]] = typer.Option(None, "--trust-code"),
+           perturb: int = typer.Option(0, "--perturb", help="Re-ask each suite item under K seeded prompt variants."),
            force: bool = typer.Option(False, "--force", help="Retrain adapters whose folders hold other trainings.")) -> None:
         """Train one LoRA adapter per seed (and per config with --vs), leak-check, compare, gate, report."""
         from harness.ab import ABConfig, run_ab
@@ -42,7 +43,8 @@ def register(app: typer.Typer) -> None:
                        benches=[b.strip() for v in bench or [] for b in v.split(",") if b.strip()], seeds=seed_list,
                        config=config, vs=vs, overrides={"epochs": epochs, "lr": lr, "rank": rank, "max_steps": max_steps},
                        limit=limit, limit_per_subject=limit_per_subject, num_fewshot=num_fewshot, dtype=dtype, device=device,
-                       trust_code=list(trust_code or []), force=force, command=["harness", *sys.argv[1:]])
+                       trust_code=list(trust_code or []), force=force, command=["harness", *sys.argv[1:]],
+                       perturb=perturb)
         meta, code = run_ab(cfg, policy=policy, log=lambda m: typer.echo(m, err=True))
         _print(meta)
         typer.echo(f"run log: {RunFolder(out).run_json}")

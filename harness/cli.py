@@ -108,12 +108,9 @@ def _print_summary(cfg, meta) -> None:
             if model != "base" and agg.flips is not None:
                 f = agg.flips
                 console.print(f"{task} · {model}: {f['right_to_wrong']} right→wrong, {f['wrong_to_right']} wrong→right")
-    for _, tasks in meta.aggregates.sections():
-        for task, per_model in tasks.items():
-            cut = max((agg.truncated or 0 for agg in per_model.values()), default=0)
-            if cut:
-                _err(f"warning: {cut} prompts of '{task}' were cut on the left to fit the model's context "
-                     "(items.jsonl: truncated_tokens)")
+    for task, (cut, _) in meta.aggregates.truncated().items():
+        _err(f"warning: {cut} prompts of '{task}' were cut on the left to fit the model's context "
+             "(items.jsonl: truncated_tokens)")
     folder = RunFolder(cfg.out)
     if meta.leaks:
         _print_leaks(console, meta.leaks)

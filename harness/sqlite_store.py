@@ -43,12 +43,7 @@ class SQLiteStore:
 
     def _disable(self, message: str) -> None:
         _warn(message)
-        if self._db is not None:
-            try:
-                self._db.close()
-            except sqlite3.Error:
-                pass
-        self._db = None
+        self.close()
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         if self._db is None:

@@ -20,6 +20,17 @@ from tests.test_bad_input import tripwire  # noqa: F401 - fixture
 from tests.test_run import HARNESS, cli, make_suite
 
 
+def _tmpfs(folder: Path, options: str, why_not: str):
+    """Mounts a tmpfs with `options` on `folder` for a fixture's lifetime, or skips saying `why_not`."""
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                      capture_output=True).returncode != 0:
+        pytest.skip(why_not)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
 @pytest.fixture
 def readonly(tmp_path):
     """A folder nobody may write to, root included: a read-only tmpfs where mounting is allowed,
@@ -31,13 +42,8 @@ def readonly(tmp_path):
         yield folder
         folder.chmod(0o755)
         return
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(folder)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("running as root where tmpfs cannot be mounted: no way to make a folder read-only")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
+    yield from _tmpfs(folder, "size=1m,ro", "running as root where tmpfs cannot be mounted: no way to make a "
+                                             "folder read-only")
 
 
 def test_read_only_out_fails_before_the_model_loads(tmp_path, readonly, tiny_dir, tiny_lora, tripwire, capfd):  # noqa: F811
@@ -109,13 +115,8 @@ def small_disk(tmp_path):
     """A 4 MB tmpfs: a real file system that runs out of space (needs the right to mount)."""
     folder = tmp_path / "disk"
     folder.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (not root); the file-size-limit test covers the same path")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=True)
+    yield from _tmpfs(folder, "size=4m", "cannot mount a tmpfs here (not root); the file-size-limit test covers "
+                                         "the same path")
 
 
 def test_a_file_system_that_fills_mid_run_gives_enospc_as_one_line_and_the_rerun_resumes(small_disk, tmp_path,

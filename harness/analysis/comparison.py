@@ -240,14 +240,10 @@ class Comparison:
         return out
 
     def _provenance_flags(self) -> None:
-        for _, tasks in self.meta.aggregates.sections():
-            for task, per_model in tasks.items():
-                cut = max((agg.truncated or 0 for agg in per_model.values()), default=0)
-                if cut:
-                    n = max(agg.n for agg in per_model.values())
-                    self.flags.append(Flag("truncated_prompts", "warning",
-                                           f"{cut} of {n} prompts of '{task}' were cut on the left to fit the model's "
-                                           "context (items.jsonl: truncated_tokens)", task=task))
+        for task, (cut, n) in self.meta.aggregates.truncated().items():
+            self.flags.append(Flag("truncated_prompts", "warning",
+                                   f"{cut} of {n} prompts of '{task}' were cut on the left to fit the model's "
+                                   "context (items.jsonl: truncated_tokens)", task=task))
         adapters = self.meta.provenance.adapters
         for name in self.adapters:
             if name in adapters and adapters[name].has_effect is False:

@@ -151,6 +151,16 @@ class Aggregates(_Open):
         """(kind, task aggregates) for "suite" and "bench", in that order."""
         return [("suite", self.suites)] + ([("bench", self.bench)] if self.bench is not None else [])
 
+    def truncated(self) -> dict[str, tuple[int, int]]:
+        """task -> (most prompts cut for any model, items) for tasks with prompts cut to fit the context."""
+        out = {}
+        for _, tasks in self.sections():
+            for task, per_model in tasks.items():
+                cut = max((agg.truncated or 0 for agg in per_model.values()), default=0)
+                if cut:
+                    out[task] = (cut, max(agg.n for agg in per_model.values()))
+        return out
+
     def of(self, kind: str) -> TaskAggregates:
         return self.suites if kind == "suite" else self.bench or {}
 

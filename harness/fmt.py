@@ -8,6 +8,7 @@ reader from seeing 1.23 in one place and 1.2 in another. The rules:
   (`0.00042`, `1.2e-07` once Python's `g` format switches to an exponent);
 - minimum detectable effects: as points, `more than 100` beyond 100 (no change of a 0..1
   score that large exists, so the exact number means nothing);
+- design effects (clustered tasks): two decimals, after the test and the cluster count;
 - "n/a" for a missing or NaN value.
 
 This module sits below analysis and outputs (it imports nothing of harness), so the gate's
@@ -42,6 +43,15 @@ def mde(x: float | None) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "n/a"
     return pts(x) if x <= MDE_CAP else f"more than {MDE_CAP:.0f}"
+
+
+def test_label(row: Any) -> str:
+    """A DeltaRow's test; with clusters also their count and the design effect:
+    `cluster-sign-flip, 29 clusters, DE 1.71`."""
+    if getattr(row, "clusters", None) is None:
+        return str(row.test)
+    de = row.design_effect
+    return f"{row.test}, {row.clusters} clusters, DE " + ("n/a" if de is None or not math.isfinite(de) else f"{de:.2f}")
 
 
 def seconds(x: float | None) -> str:
@@ -125,4 +135,4 @@ def cells(row: Any) -> Cells:
     """Formats a `harness.analysis.comparison.DeltaRow` (points; p-values as probabilities)."""
     return Cells(n=str(row.n), base=pts(row.base), score=pts(row.score), delta=pts(row.delta, True),
                  ci_low=pts(row.ci_low, True), ci_high=pts(row.ci_high, True), p_value=pval(row.p_value),
-                 p_holm=pval(row.p_holm), mde=mde(row.mde), test=str(row.test))
+                 p_holm=pval(row.p_holm), mde=mde(row.mde), test=test_label(row))

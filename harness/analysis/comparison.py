@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.analysis.clustered import paired_clustered_stats
 from harness.analysis.deltas import POINTS, DeltaRow, Flag, Flip, to_points
 from harness.analysis.pairing import PairedRun, TaskData, load_paired_run
 from harness.analysis.stats import (
@@ -160,6 +161,7 @@ class Comparison:
         base = data.scores(self.base, metric)[mask]
         score = data.scores(adapter, metric)[mask]
         seed = self._seed(adapter, data.kind, data.task, metric, subject, subset)
+        clusters = data.clusters[mask] if data.clusters is not None else None  # resampled as wholes
         stats = None
         metric_obj = self._metric(metric) if corpus else None
         if metric_obj is not None:
@@ -169,7 +171,12 @@ class Comparison:
             b_preds, a_preds, refs = data.predictions(self.base), data.predictions(adapter), data.references()
             stats = paired_corpus_stats(metric_obj, [b_preds[i] for i in keep], [a_preds[i] for i in keep],
                                         [refs[i] for i in keep], base, score, higher_is_better=hib,
-                                        resamples=self.resamples, permutations=self.permutations, seed=seed)
+                                        resamples=self.resamples, permutations=self.permutations, seed=seed,
+                                        clusters=clusters)
+        elif clusters is not None:
+            corpus = False
+            stats = paired_clustered_stats(base, score, clusters, higher_is_better=hib, resamples=self.resamples,
+                                           permutations=self.permutations, seed=seed)
         else:
             corpus = False
             stats = paired_item_stats(base, score, higher_is_better=hib, resamples=self.resamples,
@@ -188,7 +195,7 @@ class Comparison:
                         confidence=self.confidence, p_value=stats.p_value, p_worse=stats.p_worse, p_holm=None,
                         test=stats.test, mde=stats.mde(1.0 - self.confidence) * POINTS, worse=stats.worse,
                         better=stats.better, higher_is_better=hib, corpus_level=corpus, base_wilson=wb,
-                        score_wilson=ws, stats=stats)
+                        score_wilson=ws, clusters=stats.clusters, design_effect=stats.design_effect, stats=stats)
 
     def _task_rows(self) -> list[DeltaRow]:
         out: list[DeltaRow] = []

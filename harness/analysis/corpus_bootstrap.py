@@ -22,6 +22,9 @@ call re-scores the whole corpus from text (sacrebleu's BLEU through `aggregate` 
 for 200 items, so 300 calls already take ~20 s); its tails and p-values are coarse (p >= 1/101),
 and the comparison's `test` says "corpus-randomization (generic)" so reports show it. A
 plugin metric that implements the statistics hook gets the fast path.
+
+Items in clusters (`clusters=`): both paths draw and swap whole clusters instead of items,
+as `harness.analysis.clustered` does for item-level metrics.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from harness.analysis.clustered import cluster_codes
 from harness.analysis.stats import (
     DEFAULT_PERMUTATIONS,
     DEFAULT_RESAMPLES,
@@ -81,24 +85,30 @@ def _p_values(observed: float, null: np.ndarray, higher_is_better: bool) -> tupl
 
 
 def _fast(base: CorpusStatistics, adapter: CorpusStatistics, resamples: int, randomizations: int,
-          rng: np.random.Generator) -> tuple[float, float, np.ndarray, np.ndarray]:
+          rng: np.random.Generator, codes: np.ndarray, clusters: int) -> tuple[float, float, np.ndarray, np.ndarray]:
+    # `codes` maps items to resampling units; without clusters every item is its own unit,
+    # which draws exactly what an item-level bootstrap draws.
     sa, sb = base.stats, adapter.stats
-    n = sa.shape[0]
     tot_a, tot_b = sa.sum(axis=0), sb.sum(axis=0)
     score_a, score_b = base.score(tot_a), adapter.score(tot_b)
-    counts = bootstrap_indices(n, resamples, rng).astype(float)
-    sums_a, sums_b = counts @ sa, counts @ sb
-    replicates = np.array([adapter.score(y) - base.score(x) for x, y in zip(sums_a, sums_b)])
-    swap = rng.integers(0, 2, size=(randomizations, n)).astype(float)
+    counts = bootstrap_indices(clusters, resamples, rng)[:, codes].astype(float)
+    replicates = _corpus_replicates(base, adapter, counts)
+    swap = rng.integers(0, 2, size=(randomizations, clusters))[:, codes].astype(float)
     moved = swap @ (sb - sa)  # what swapping the chosen items moves from adapter to base
     null = np.array([adapter.score(tot_b - m) - base.score(tot_a + m) for m in moved])
     return score_a, score_b, replicates, null
 
 
+def _corpus_replicates(base: CorpusStatistics, adapter: CorpusStatistics, counts: np.ndarray) -> np.ndarray:
+    sums_a, sums_b = counts @ base.stats, counts @ adapter.stats
+    return np.array([adapter.score(y) - base.score(x) for x, y in zip(sums_a, sums_b)])
+
+
 def _generic(metric: Any, base_preds: list[str], adapter_preds: list[str], refs: list[list[str]],
              base_scores: np.ndarray, adapter_scores: np.ndarray, resamples: int, randomizations: int,
-             rng: np.random.Generator) -> tuple[float, float, np.ndarray, np.ndarray]:
+             rng: np.random.Generator, codes: np.ndarray, clusters: int) -> tuple[float, float, np.ndarray, np.ndarray]:
     n = len(refs)
+    members = [np.flatnonzero(codes == c) for c in range(clusters)]
 
     def agg(preds: list[str], scores: np.ndarray, idx: np.ndarray) -> float:
         return float(metric.aggregate([preds[i] for i in idx], [refs[i] for i in idx], [float(scores[i]) for i in idx]))
@@ -107,11 +117,11 @@ def _generic(metric: Any, base_preds: list[str], adapter_preds: list[str], refs:
     score_a, score_b = agg(base_preds, base_scores, everything), agg(adapter_preds, adapter_scores, everything)
     replicates = np.empty(resamples)
     for r in range(resamples):
-        idx = rng.integers(0, n, size=n)
+        idx = np.concatenate([members[c] for c in rng.integers(0, clusters, size=clusters)])
         replicates[r] = agg(adapter_preds, adapter_scores, idx) - agg(base_preds, base_scores, idx)
     null = np.empty(randomizations)
     for r in range(randomizations):
-        swap = rng.integers(0, 2, size=n).astype(bool)
+        swap = rng.integers(0, 2, size=clusters)[codes].astype(bool)
         a_preds = [adapter_preds[i] if s else base_preds[i] for i, s in enumerate(swap)]
         b_preds = [base_preds[i] if s else adapter_preds[i] for i, s in enumerate(swap)]
         a_sc = np.where(swap, adapter_scores, base_scores)
@@ -124,7 +134,7 @@ def paired_corpus_stats(metric: Any, base_preds: Sequence[str], adapter_preds: S
                         references: Sequence[Sequence[str]], base_scores: Sequence[float],
                         adapter_scores: Sequence[float], *, higher_is_better: bool = True,
                         resamples: int = DEFAULT_RESAMPLES, permutations: int = DEFAULT_PERMUTATIONS,
-                        seed: int | Sequence[int] = 0) -> PairedStats | None:
+                        seed: int | Sequence[int] = 0, clusters: Sequence[Any] | None = None) -> PairedStats | None:
     """Paired comparison of a corpus-level metric, resampling at corpus level.
 
     Args:
@@ -140,6 +150,10 @@ def paired_corpus_stats(metric: Any, base_preds: Sequence[str], adapter_preds: S
             GENERIC_RESAMPLES).
         permutations: Upper bound on randomizations (see the module docstring).
         seed: Generator seed.
+        clusters: Cluster label per item, or None for independent items. With clusters the
+            bootstrap draws and the randomization swaps whole clusters, and the design effect
+            is the ratio of the cluster- to the item-bootstrap variance (fast path only: the
+            generic path would need a second round of full re-scoring, so it reports None).
 
     Returns:
         The comparison, or None for an empty corpus.
@@ -150,24 +164,42 @@ def paired_corpus_stats(metric: Any, base_preds: Sequence[str], adapter_preds: S
     rng = np.random.default_rng(seed)
     bs = np.asarray([np.nan if v is None else v for v in base_scores], dtype=float)
     ad = np.asarray([np.nan if v is None else v for v in adapter_scores], dtype=float)
+    if clusters is None:
+        codes, units = np.arange(n), n
+    else:
+        if len(clusters) != n:
+            raise ValueError(f"{len(clusters)} cluster labels for {n} items")
+        codes, units = cluster_codes(list(clusters))
     base_stats = sufficient_statistics(metric, base_preds, references)
     adapter_stats = sufficient_statistics(metric, adapter_preds, references) if base_stats else None
+    design = None
     if base_stats is not None and adapter_stats is not None:
         test = "corpus-randomization"
         score_a, score_b, replicates, null = _fast(base_stats, adapter_stats, resamples,
-                                                   min(permutations, CORPUS_RANDOMIZATIONS), rng)
+                                                   min(permutations, CORPUS_RANDOMIZATIONS), rng, codes, units)
+        if clusters is not None and replicates.size > 1:
+            # drawn after everything else, so the clustered numbers above do not depend on it
+            independent = _corpus_replicates(base_stats, adapter_stats,
+                                             bootstrap_indices(n, resamples, rng).astype(float)).var(ddof=1)
+            design = float(replicates.var(ddof=1) / independent) if independent > 0 and units > 1 else None
     else:
         test = "corpus-randomization (generic)"
         score_a, score_b, replicates, null = _generic(metric, list(base_preds), list(adapter_preds),
                                                       [list(r) for r in references], bs, ad,
                                                       min(resamples, GENERIC_RESAMPLES),
-                                                      min(permutations, GENERIC_RANDOMIZATIONS), rng)
+                                                      min(permutations, GENERIC_RANDOMIZATIONS), rng, codes, units)
+    if clusters is not None:
+        test = "cluster-" + test
     p_value, p_worse = _p_values(score_b - score_a, null, higher_is_better)
     item_gain = (ad - bs) if higher_is_better else (bs - ad)
+    moved = np.isfinite(item_gain) & (item_gain != 0)
     item_gain = item_gain[np.isfinite(item_gain)]
-    # n x bootstrap variance of the corpus delta plays the role of the per-item variance.
-    variance = n * float(replicates.var(ddof=1)) if replicates.size > 1 else 0.0
+    # units x bootstrap variance of the corpus delta plays the role of the per-unit variance.
+    variance = units * float(replicates.var(ddof=1)) if replicates.size > 1 else 0.0
     worse, better = int(np.count_nonzero(item_gain < 0)), int(np.count_nonzero(item_gain > 0))
+    changed = worse + better if clusters is None else int(np.unique(codes[moved]).size)
+    se = floored_standard_error(variance, units, changed) if units > 1 or clusters is None else float("inf")
     return PairedStats(n=n, base=score_a, adapter=score_b, higher_is_better=higher_is_better,
-                       replicates=replicates, standard_error=floored_standard_error(variance, n, worse + better),
-                       p_value=p_value, p_worse=p_worse, test=test, worse=worse, better=better, binary=False)
+                       replicates=replicates, standard_error=se, p_value=p_value, p_worse=p_worse, test=test,
+                       worse=worse, better=better, binary=False, clusters=None if clusters is None else units,
+                       changed_clusters=changed if clusters is not None else 0, design_effect=design)

@@ -81,6 +81,11 @@ class DeltaRow:
         corpus_level: The score is a corpus statistic (BLEU, chrF).
         base_wilson: 95% Wilson interval of the base score (right/wrong metrics), points.
         score_wilson: 95% Wilson interval of the adapter score, points.
+        clusters: Clusters the bootstrap and test resampled (the suite declares a cluster
+            key); None when items were treated as independent.
+        design_effect: Variance of the clustered estimate over the variance independence
+            would claim (`harness.analysis.clustered`); None without clusters or when no
+            delta varies.
         stats: The underlying `harness.analysis.stats.PairedStats` (0..1 scale, bootstrap replicates).
     """
 
@@ -108,6 +113,8 @@ class DeltaRow:
     corpus_level: bool
     base_wilson: tuple[float, float] | None = None
     score_wilson: tuple[float, float] | None = None
+    clusters: int | None = None
+    design_effect: float | None = None
     stats: PairedStats | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -131,8 +138,9 @@ class DeltaRow:
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in ("adapter", "kind", "task", "metric", "subject", "subset", "n", "test",
-                                             "worse", "better", "higher_is_better", "corpus_level", "confidence")}
-        for k in ("base", "score", "delta", "ci_low", "ci_high", "mde", "p_value", "p_worse", "p_holm"):
+                                             "worse", "better", "higher_is_better", "corpus_level", "confidence",
+                                             "clusters")}
+        for k in ("base", "score", "delta", "ci_low", "ci_high", "mde", "p_value", "p_worse", "p_holm", "design_effect"):
             out[k] = _num(getattr(self, k))
         for k in ("base_wilson", "score_wilson"):
             v = getattr(self, k)

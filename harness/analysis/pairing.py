@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.analysis.clustered import cluster_codes
 from harness.errors import HarnessError
 from harness.log.folder import RunFolder
 from harness.log.schema import ItemRecord, RunMeta
@@ -40,6 +41,8 @@ class TaskData:
         subjects: Subject per item (MMLU subjects); None for tasks without subjects.
         clean: Per item, True when every model's line says `leak: clean`; None when no line
             of the task carries a leak label.
+        clusters: Per item, an integer cluster code from the base lines' `cluster` (a line
+            without one is a cluster of its own); None when no line carries a cluster.
     """
 
     kind: str
@@ -49,6 +52,7 @@ class TaskData:
     metrics: list[str]
     subjects: list[str] | None = None
     clean: np.ndarray | None = None
+    clusters: np.ndarray | None = None
     _score_cache: dict[tuple[str, str], np.ndarray] = field(default_factory=dict, repr=False)
     _arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
@@ -173,7 +177,15 @@ def _align(kind: str, task: str, per_model: dict[str, list[ItemRecord]], base: s
     if labelled:
         clean = np.array([all(aligned[m][i].leak == LEAK_CLEAN for m in aligned) for i in range(len(order))])
     return TaskData(kind=kind, task=task, item_ids=order, lines=aligned, metrics=metrics,
-                    subjects=subjects if has_subjects else None, clean=clean)
+                    subjects=subjects if has_subjects else None, clean=clean, clusters=_cluster_codes(base_lines))
+
+
+def _cluster_codes(lines: list[ItemRecord]) -> np.ndarray | None:
+    """Cluster code per line (0..G-1); a line without `cluster` is a cluster of its own."""
+    if all(line.cluster is None for line in lines):
+        return None
+    # a tuple never equals a recorded (string) cluster id
+    return cluster_codes([("item", i) if line.cluster is None else line.cluster for i, line in enumerate(lines)])[0]
 
 
 def load_paired_run(run_dir: str | Path | RunFolder) -> PairedRun:

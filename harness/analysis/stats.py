@@ -8,7 +8,8 @@ Tests:
 - right/wrong metrics (every value 0 or 1): exact McNemar, i.e. a binomial test on the
   discordant pairs;
 - continuous item metrics (F1, ROUGE, judge scores): paired sign-flip permutation test;
-- corpus-level metrics (BLEU, chrF): see `harness.analysis.corpus_bootstrap`.
+- corpus-level metrics (BLEU, chrF): see `harness.analysis.corpus_bootstrap`;
+- items in clusters (a suite's `fields.meta.cluster`): see `harness.analysis.clustered`.
 Intervals are seeded paired-bootstrap percentile intervals; `wilson_interval` is for a
 single accuracy; `holm` corrects families of p-values; `minimum_detectable_effect` tells
 how large a change a run of this size can detect.
@@ -312,6 +313,11 @@ class PairedStats:
         worse: Items whose score moved in the bad direction.
         better: Items whose score moved in the good direction.
         binary: All scores were 0/1.
+        clusters: Clusters resampled and permuted (`harness.analysis.clustered`); None when
+            items are treated as independent.
+        changed_clusters: Clusters holding at least one item whose score moved.
+        design_effect: Variance of the clustered estimate over the variance independence
+            would claim; None without clusters or when it cannot be estimated.
     """
 
     n: int
@@ -326,6 +332,9 @@ class PairedStats:
     worse: int
     better: int
     binary: bool
+    clusters: int | None = None
+    changed_clusters: int = 0
+    design_effect: float | None = None
 
     @property
     def delta(self) -> float:
@@ -350,8 +359,13 @@ class PairedStats:
         Returns:
             (low, high) of `adapter - base`, within [-1, 1].
         """
+        if self.clusters is not None and self.clusters < 2:
+            return -1.0, 1.0  # one cluster: resampling it says nothing about another
         lo, hi = percentile_interval(self.replicates, 2.0 * confidence - 1.0)
-        floor = normal_quantile(confidence) * np.sqrt(variance_floor(self.n, self.worse + self.better) / max(self.n, 1))
+        # with clusters, the rule of three counts clusters (the independent units), not items
+        units, changed = ((self.clusters, self.changed_clusters) if self.clusters is not None
+                          else (self.n, self.worse + self.better))
+        floor = normal_quantile(confidence) * np.sqrt(variance_floor(units, changed) / max(units, 1))
         # Scores are 0..1, so a delta lies in [-1, 1] whatever the floor says.
         return max(-1.0, min(lo, self.delta - floor)), min(1.0, max(hi, self.delta + floor))
 

@@ -3,6 +3,7 @@ split across data-parallel ranks), score with the suite's metrics; one record pe
 
 from __future__ import annotations
 
+import json
 from typing import Callable
 
 from harness.errors import ConfigError
@@ -130,6 +131,9 @@ class _PromptRun:
         # a suite that maps `fields.meta.subject` (refusal categories) gets per-subject rates
         subjects = [str(ex.meta.get("subject")) for ex in examples] if any(
             (ex.meta or {}).get("subject") is not None for ex in examples) else None
+        # a suite that maps `fields.meta.cluster` (a shared background) gets clustered error bars
+        clusters = [cluster_id((ex.meta or {}).get("cluster")) for ex in examples] if any(
+            "cluster" in (ex.meta or {}) for ex in examples) else None
         records: list[dict] = []
         aggregates: dict[str, dict] = {}
         all_preds: dict[str, list[str]] = {}
@@ -179,6 +183,7 @@ class _PromptRun:
                     "new_tokens": g["new_tokens"], "stopped_by": g["stopped_by"],
                     **({"truncated_tokens": cut[i]} if cut[i] else {}),
                     **({"subject": subjects[i]} if subjects is not None else {}),
+                    **({"cluster": clusters[i]} if clusters is not None and clusters[i] is not None else {}),
                     **(extra[i] if extra else {}),
                 })
             attach_details(records[-len(item_ids):], metrics, preds, refs)  # e.g. the JSON Schema error path
@@ -196,3 +201,22 @@ def _per_subject(subjects: list[str], item_scores: dict[str, list]) -> dict[str,
             entry[metric] = sum(vals) / len(vals) if vals else None
         out[subject] = entry
     return out
+
+
+# Longer cluster values (a whole background paragraph) are recorded by hash, so items.jsonl
+# does not repeat the paragraph on every line; equal values still give equal ids.
+CLUSTER_ID_MAX = 64
+
+
+def cluster_id(value) -> str | None:
+    """The `cluster` recorded for an item: the value as text, or "sha256:" and 16 hex digits of
+    it when longer than CLUSTER_ID_MAX characters; None (the item is a cluster of its own) for null."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, (list, dict)):
+        text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    else:
+        text = str(value)
+    return text if len(text) <= CLUSTER_ID_MAX else "sha256:" + sha256_bytes(text.encode("utf-8"))[:16]

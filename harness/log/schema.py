@@ -274,6 +274,7 @@ class ItemRecord(_Open):
     new_tokens: Optional[int] = None
     stopped_by: Optional[str] = None
     subject: Optional[str] = None
+    cluster: Optional[str] = None  # the suite's `fields.meta.cluster`: items that share it are resampled together
     lm_eval_task: Optional[str] = None
     doc_id: Optional[int] = None
     target: Optional[Union[StrictStr, StrictInt]] = None

@@ -19,6 +19,7 @@ from harness.analysis.verdict import FAIL, INCONCLUSIVE, PASS, SKIPPED, Verdict
 from harness.fmt import mde as _mde
 from harness.fmt import pts as _f
 from harness.fmt import pval as _p
+from harness.fmt import test_label
 from harness.log.folder import JUNIT, SUMMARY, VERDICT, RunFolder
 
 FLIPS_PER_TASK = 5
@@ -43,7 +44,7 @@ def _delta_table(rows: list[DeltaRow], confidence: float, subjects: bool = False
         label = r.subject if subjects else r.task
         out.append(f"| {_cell(r.adapter)} | {_cell(label)} | {_cell(r.metric)} | {r.n} | {_f(r.base)} | {_f(r.score)} "
                    f"| **{_f(r.delta, True)}** | {_f(r.ci_low, True)} … {_f(r.ci_high, True)} | {_p(r.p_value)} "
-                   f"| {_p(r.p_holm)} | {_mde(r.mde)} | {r.test} |")
+                   f"| {_p(r.p_holm)} | {_mde(r.mde)} | {_cell(test_label(r))} |")
     return out
 
 
@@ -69,6 +70,11 @@ def render_summary(verdict: Verdict) -> str:
             lines.append(f"- {mark} **{f.code}**: {f.message}")
     lines += ["", "### Deltas", ""]
     lines += _delta_table(comp.rows, comp.confidence) if comp.rows else ["No paired comparisons."]
+    clustered = sorted({r.task for r in comp.rows if r.clusters is not None})
+    if clustered:
+        lines += ["", f"Clustered tasks ({', '.join(clustered)}): the bootstrap and the test resample whole clusters "
+                  "of items (the suite's cluster key); DE, the design effect, is how many times the variance of Δ "
+                  "exceeds what independent items would give, and bounds and MDE include it."]
     if comp.subject_rows:
         weakest = sorted(comp.subject_rows, key=lambda r: r.gain)[:WEAKEST_SUBJECTS]
         lines += ["", f"<details><summary>Weakest {len(weakest)} of {len(comp.subject_rows)} subject comparisons"

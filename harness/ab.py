@@ -11,7 +11,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from harness.analysis.policy import Policy
 from harness.errors import ConfigError
@@ -106,10 +106,11 @@ def _check(ab: ABConfig) -> None:
 
 
 def run_ab(ab: ABConfig, *, policy: str | Path | Policy | None = None, noise: str | Path | None = None,
-           log: Callable[[str], None] = print) -> tuple[RunMeta, int]:
+           log: Callable[[str], None] = print, trackers: Sequence = ()) -> tuple[RunMeta, int]:
     """Preflight, train, leak-check, compare, gate and report; returns (run.json, exit code).
 
-    The gate policy is checked against the suites and benchmarks before any training.
+    The gate policy is checked against the suites and benchmarks before any training;
+    `trackers` (`--log-to`, already prepared) get the finished folder last.
     """
     from harness import pipeline
 
@@ -138,4 +139,4 @@ def run_ab(ab: ABConfig, *, policy: str | Path | Policy | None = None, noise: st
         RunFolder(ab.out).write_meta(meta)
         return meta
 
-    return pipeline.run(ab.out, evaluate, gate, log=log, evaluated=add_summary)
+    return pipeline.run(ab.out, evaluate, gate, log=log, evaluated=add_summary, trackers=trackers)

@@ -19,6 +19,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import typer  # noqa: E402
 
 from harness.errors import HarnessError  # noqa: E402
+from harness.outputs import trackers  # noqa: E402  (light: names, help and checks; MLflow loads on use)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Evaluate LoRA adapters against their base model: task suites, forgetting, gates, reports.")
@@ -64,6 +65,8 @@ PickleOpt = typer.Option(False, "--allow-pickle", help="Allow pickle checkpoints
 RemoteOpt = typer.Option(False, "--trust-remote-code", help="Allow models that ship their own Python code.")
 TrustOpt = typer.Option(None, "--trust-code", help="Suite folder whose python hook may run; repeatable.")
 PerturbOpt = typer.Option(0, "--perturb", help="Re-ask each suite item under K seeded prompt variants (task SUITE~perturbed, metric consistent).")
+LogToOpt = typer.Option(None, "--log-to", help=trackers.LOG_TO_HELP)
+MlflowUriOpt = typer.Option(None, "--mlflow-uri", help=trackers.MLFLOW_URI_HELP)
 
 
 def _benches(values) -> list[str]:
@@ -171,8 +174,10 @@ def run(model: str = typer.Argument(..., help="Base model: folder, .gguf file, a
         force: bool = ForceOpt, allow_pickle: bool = PickleOpt, trust_remote_code: bool = RemoteOpt,
         device: str = DeviceOpt, device_map: Optional[str] = DeviceMapOpt,
         load_in: Optional[str] = LoadInOpt, engine: str = EngineOpt, tensor_parallel: int = TPOpt,
-        trust_code: Optional[List[Path]] = TrustOpt, perturb: int = PerturbOpt) -> None:
+        trust_code: Optional[List[Path]] = TrustOpt, perturb: int = PerturbOpt,
+        log_to: Optional[List[str]] = LogToOpt, mlflow_uri: Optional[str] = MlflowUriOpt) -> None:
     """Evaluate one model (with its adapters applied, if any) on suites."""
+    targets = trackers.prepare(log_to, mlflow_uri)  # before any model loads
     cfg = _run_config(model, adapter, suite, bench, num_fewshot, limit_per_subject, limit, out, batch_size, dtype, seed,
                       no_cache, force, allow_pickle, trust_remote_code, trust_code, include_base=not adapter, judge=judge,
                       perturb=perturb, device=device, device_map=device_map, load_in=load_in, engine=engine,
@@ -180,6 +185,7 @@ def run(model: str = typer.Argument(..., help="Base model: folder, .gguf file, a
     meta = _evaluate(cfg)
     if meta is not None:  # None: another rank of a data-parallel launch (rank 0 prints)
         _print_summary(cfg, meta)
+        trackers.publish(targets, cfg.out, log=typer.echo)
 
 
 @app.command()
@@ -194,10 +200,12 @@ def compare(base: str = typer.Argument(..., help="Base model: folder, .gguf file
             engine: str = EngineOpt, tensor_parallel: int = TPOpt, perturb: int = PerturbOpt,
             policy: Optional[Path] = typer.Option(None, "--policy", "-p", help="Gate policy YAML (see ci/gate.yaml): pass/fail after the run."),
             noise: Optional[Path] = typer.Option(None, "--noise", help="Noise floor from `harness calibrate`, for the gate."),
-            train: Optional[List[Path]] = typer.Option(None, "--train", help="The adapter's training data: label eval items that leaked into it; repeatable.")) -> None:
+            train: Optional[List[Path]] = typer.Option(None, "--train", help="The adapter's training data: label eval items that leaked into it; repeatable."),
+            log_to: Optional[List[str]] = LogToOpt, mlflow_uri: Optional[str] = MlflowUriOpt) -> None:
     """Evaluate base and adapters in one process (base weights loaded once) and print the deltas."""
     from harness import pipeline
 
+    targets = trackers.prepare(log_to, mlflow_uri)  # before any model loads
     gate = pipeline.preflight(policy, noise, suites=suite or [], benches=_benches(bench),
                               trust_code=[Path(p) for p in trust_code or []], perturb=perturb)  # before minutes of model work
     cfg = _run_config(base, adapters, suite, bench, num_fewshot, limit_per_subject, limit, out, batch_size, dtype,
@@ -209,7 +217,8 @@ def compare(base: str = typer.Argument(..., help="Base model: folder, .gguf file
         _print_summary(cfg, meta)
         return meta
 
-    _, code = pipeline.run(cfg.out, lambda: _evaluate(cfg), gate, log=typer.echo, evaluated=summarise)
+    _, code = pipeline.run(cfg.out, lambda: _evaluate(cfg), gate, log=typer.echo, evaluated=summarise,
+                           trackers=targets)
     if code:
         raise typer.Exit(code)
 

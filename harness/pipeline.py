@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from harness.analysis.gate import apply_gate
 from harness.analysis.gate import preflight as check_rules
@@ -25,6 +25,9 @@ from harness.analysis.verdict import Verdict, format_verdict
 from harness.log.folder import RunFolder
 from harness.log.schema import RunMeta
 from harness.outputs.ci_files import write_ci_files
+
+if TYPE_CHECKING:
+    from harness.outputs.trackers import Tracker
 
 Log = Callable[[str], None]
 
@@ -86,8 +89,9 @@ def gate_run(run_dir: str | os.PathLike, policy: str | os.PathLike | Policy,
     return verdict, code
 
 
-def finish(run_dir: str | os.PathLike, gate: GateSetup, log: Log) -> int:
-    """After evaluation: gate (when a policy is set), CI files, report; returns the exit code."""
+def finish(run_dir: str | os.PathLike, gate: GateSetup, log: Log, trackers: Sequence[Tracker] = ()) -> int:
+    """After evaluation: gate (when a policy is set), CI files, report, then `--log-to`
+    trackers (from `harness.outputs.trackers.prepare`); returns the exit code."""
     from harness.outputs.report import render_report
 
     verdict, code = None, 0
@@ -96,11 +100,16 @@ def finish(run_dir: str | os.PathLike, gate: GateSetup, log: Log) -> int:
         for line in format_verdict(verdict):
             log(line)
     log(f"report: {render_report(run_dir, verdict=verdict)}")  # after the gate: the banner shows its verdict
+    if trackers:  # last, so they get every file; a tracker's failure is a warning, never the exit code
+        from harness.outputs.trackers import publish
+
+        publish(trackers, run_dir, log=log)
     return code
 
 
 def run(out: Path, evaluate: Callable[[], RunMeta | None], gate: GateSetup, *, log: Log,
-        evaluated: Callable[[RunMeta], RunMeta] | None = None) -> tuple[RunMeta | None, int]:
+        evaluated: Callable[[RunMeta], RunMeta] | None = None,
+        trackers: Sequence[Tracker] = ()) -> tuple[RunMeta | None, int]:
     """Evaluates (after `preflight` returned `gate`), then gates, writes CI files and the report.
 
     Args:
@@ -110,6 +119,7 @@ def run(out: Path, evaluate: Callable[[], RunMeta | None], gate: GateSetup, *, l
         log: Where the verdict lines and the report path go.
         evaluated: Called with run.json before the gate (prints the deltas; `ab` adds its
             seed summary); returns the run.json to go on with.
+        trackers: `--log-to` targets the finished folder is logged to (see `finish`).
 
     Returns:
         (run.json, exit code): 0, or 1 for a failing (or blocking inconclusive) gate; (None, 0)
@@ -120,4 +130,4 @@ def run(out: Path, evaluate: Callable[[], RunMeta | None], gate: GateSetup, *, l
         return None, 0
     if evaluated is not None:
         meta = evaluated(meta)
-    return meta, finish(out, gate, log)
+    return meta, finish(out, gate, log, trackers)

@@ -8,6 +8,8 @@ from typing import List, Optional
 
 import typer
 
+from harness.outputs.trackers import LOG_TO_HELP, MLFLOW_URI_HELP
+
 
 def register(app: typer.Typer) -> None:
     @app.command("ab")
@@ -29,11 +31,14 @@ def register(app: typer.Typer) -> None:
            device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps (training and evaluation)."),
            trust_code: Optional[List[Path]] = typer.Option(None, "--trust-code"),
            perturb: int = typer.Option(0, "--perturb", help="Re-ask each suite item under K seeded prompt variants."),
-           force: bool = typer.Option(False, "--force", help="Retrain adapters whose folders hold other trainings.")) -> None:
+           force: bool = typer.Option(False, "--force", help="Retrain adapters whose folders hold other trainings."),
+           log_to: Optional[List[str]] = typer.Option(None, "--log-to", help=LOG_TO_HELP),
+           mlflow_uri: Optional[str] = typer.Option(None, "--mlflow-uri", help=MLFLOW_URI_HELP)) -> None:
         """Train one LoRA adapter per seed (and per config with --vs), leak-check, compare, gate, report."""
         from harness.ab import ABConfig, run_ab
         from harness.errors import ConfigError
         from harness.log.folder import RunFolder
+        from harness.outputs.trackers import prepare
 
         try:
             seed_list = [int(s) for s in seeds.split(",") if s.strip()]
@@ -45,7 +50,8 @@ def register(app: typer.Typer) -> None:
                        limit=limit, limit_per_subject=limit_per_subject, num_fewshot=num_fewshot, dtype=dtype, device=device,
                        trust_code=list(trust_code or []), force=force, command=["harness", *sys.argv[1:]],
                        perturb=perturb)
-        meta, code = run_ab(cfg, policy=policy, log=lambda m: typer.echo(m, err=True))
+        trackers = prepare(log_to, mlflow_uri)  # before any training
+        meta, code = run_ab(cfg, policy=policy, log=lambda m: typer.echo(m, err=True), trackers=trackers)
         _print(meta)
         typer.echo(f"run log: {RunFolder(out).run_json}")
         if code:

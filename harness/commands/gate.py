@@ -12,6 +12,8 @@ from typing import List, Optional
 
 import typer
 
+from harness.outputs.trackers import LOG_TO_HELP, MLFLOW_URI_HELP
+
 
 def _echo_verdict(verdict) -> None:
     from harness.analysis.verdict import format_verdict
@@ -24,21 +26,27 @@ def gate(run_dir: Path = typer.Argument(..., help="Run folder written by `harnes
          policy: Path = typer.Option(..., "--policy", "-p", help="Gate policy YAML (see ci/gate.yaml)."),
          noise: Optional[Path] = typer.Option(None, "--noise", help="Noise floor from `harness calibrate` "
                                               "(overrides the policy's noise_floor)."),
-         quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the verdict line.")) -> None:
+         quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the verdict line."),
+         log_to: Optional[List[str]] = typer.Option(None, "--log-to", help=LOG_TO_HELP),
+         mlflow_uri: Optional[str] = typer.Option(None, "--mlflow-uri", help=MLFLOW_URI_HELP)) -> None:
     """Decide pass/fail from a saved run log; write summary.md, junit.xml, verdict.json beside it.
 
     Exit codes: 0 pass (or inconclusive allowed by the policy), 1 fail or inconclusive,
     2 error (bad policy, missing run log, base and adapter evaluated on different items).
     """
     from harness.log.folder import CI_FILES, RunFolder
+    from harness.outputs.trackers import prepare, publish
     from harness.pipeline import gate_run
 
+    trackers = prepare(log_to, mlflow_uri)
     verdict, code = gate_run(run_dir, policy, noise)
     if quiet:
         typer.echo(f"gate: {verdict.verdict.upper()} (exit {code})")
     else:
         _echo_verdict(verdict)
         typer.echo("artifacts: " + ", ".join(str(RunFolder(run_dir).file(name)) for name in CI_FILES))
+    # a failure is a warning on stderr: the exit code stays the gate's
+    publish(trackers, run_dir, log=(lambda _: None) if quiet else typer.echo)
     if code:
         raise typer.Exit(code)
 

@@ -203,6 +203,11 @@ def compare(base: str = typer.Argument(..., help="Base model: folder, .gguf file
             train: Optional[List[Path]] = typer.Option(None, "--train", help="The adapter's training data: label eval items that leaked into it; repeatable."),
             log_to: Optional[List[str]] = LogToOpt, mlflow_uri: Optional[str] = MlflowUriOpt) -> None:
     """Evaluate base and adapters in one process (base weights loaded once) and print the deltas."""
+    from harness.commands.import_lm_eval import import_if_lm_eval
+
+    if import_if_lm_eval(base, adapters, out=out or _default_out(), policy=policy, noise=noise, force=force,
+                         evaluation_options=bool(suite or bench or train)):
+        return  # two lm-eval --log_samples folders: imported (harness import), nothing evaluated
     from harness import pipeline
 
     targets = trackers.prepare(log_to, mlflow_uri)  # before any model loads

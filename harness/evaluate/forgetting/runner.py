@@ -10,10 +10,9 @@ from typing import Any, Callable
 
 from harness.evaluate.distributed import Dist
 from harness.evaluate.engines.cache import ResultCache, item_key
+from harness.evaluate.forgetting.chat_format import BenchFormat
 from harness.evaluate.forgetting.tasks import LeafTask, is_offline, item_id, resolve, task_manager
 from harness.hashing import sha256_bytes, sha256_json
-
-BENCH_METRICS = ("acc", "acc_norm")
 
 
 def _quiet_lm_eval() -> None:
@@ -48,12 +47,14 @@ def evaluate_benchmarks(engine, benches: list[str], model_names: list[str], *, n
                         limit: int | None = None, limit_per_subject: int | None = None, seed: int = 0,
                         batch_size: int = 16, cache: ResultCache | None = None,
                         progress: Callable[[str, int], Callable[[int], None]] | None = None,
-                        offline: bool | None = None, dist: Dist | None = None) -> tuple[list[dict], dict, dict]:
+                        offline: bool | None = None, dist: Dist | None = None,
+                        bench_format: BenchFormat | None = None) -> tuple[list[dict], dict, dict]:
     """Returns (items.jsonl records, aggregates {bench: {model: {...}}}, provenance {bench: {...}}).
 
     `engine` scores; lm-eval builds the requests and computes the metrics. In a
     data-parallel launch every rank runs lm-eval over all docs (cheap) and scores its share
-    of the requests; the records are complete on rank 0.
+    of the requests; the records are complete on rank 0. `bench_format` renders prompts
+    through the chat template (lm-eval's own rendering), plain by default.
     """
     from lm_eval import simple_evaluate
 
@@ -69,7 +70,8 @@ def evaluate_benchmarks(engine, benches: list[str], model_names: list[str], *, n
     tasks = tm.load(specs)["tasks"]  # loaded once: reused by every model variant
     samples = choose_samples(tasks, limit, limit_per_subject, seed)
     cache = cache or ResultCache(None)
-    content = _content_hash(tasks, samples, num_fewshot, seed)
+    bench_format = bench_format or BenchFormat()
+    content = _content_hash(tasks, samples, num_fewshot, seed, bench_format.record())
     dist = dist or Dist()
     lm = HarnessLM(pretrained=engine.model, tokenizer=engine.tokenizer, engine=engine, batch_size=batch_size,
                    cache=cache, progress=progress, dist=dist)
@@ -100,14 +102,14 @@ def evaluate_benchmarks(engine, benches: list[str], model_names: list[str], *, n
         res = simple_evaluate(model=lm, tasks=list(tasks.values()), num_fewshot=num_fewshot, task_manager=tm,
                               samples=samples, log_samples=True, bootstrap_iters=0, verbosity="ERROR",
                               random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
-                              fewshot_random_seed=seed)
+                              fewshot_random_seed=seed, **bench_format.lm_eval_kwargs())
         counts[name] = dict(lm.counts)
         if not dist.is_main:  # lm-eval returns results on local rank 0 only; rank 0 writes the run
             continue
         lm_eval_results[name] = {k: {m: v for m, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
                                  for k, r in res["results"].items()}
-        mine = [_record(name, by_name[task_name], s, lm.truncated)
-                for task_name, rows in res["samples"].items() for s in rows]
+        mine = [rec for task_name, rows in res["samples"].items()
+                for rec in _records(name, by_name[task_name], rows, lm.truncated)]
         records.extend(mine)
         cache.put_many({key: {"records": mine, "lm_eval": lm_eval_results[name],
                               "requests": counts[name]["computed"] + counts[name]["cached"]}})
@@ -117,18 +119,18 @@ def evaluate_benchmarks(engine, benches: list[str], model_names: list[str], *, n
     for bench, per_model in aggregates.items():
         for model, agg in per_model.items():
             items = agg.pop("_items")
-            for metric in BENCH_METRICS:
+            for metric in dict.fromkeys(m for r in items for m in r["scores"]):
                 vals = [r["scores"][metric] for r in items if metric in r["scores"]]
-                if vals:
-                    agg[metric] = sum(vals) / len(vals)
+                agg[metric] = sum(vals) / len(vals)
             agg["n"] = len(items)
             if any(r.get("truncated_tokens") for r in items):
                 agg["truncated"] = sum(bool(r.get("truncated_tokens")) for r in items)
+            primary = "acc" if "acc" in items[0]["scores"] else next(iter(items[0]["scores"]), None)
             subjects: dict[str, list[float]] = {}
             for r in items:
-                subjects.setdefault(r["subject"], []).append(r["scores"]["acc"])
-            if len(subjects) > 1:
-                agg["per_subject"] = {s: {"acc": sum(v) / len(v), "n": len(v)} for s, v in sorted(subjects.items())}
+                subjects.setdefault(r["subject"], []).append(r["scores"].get(primary, 0.0))
+            if len(subjects) > 1 and primary:
+                agg["per_subject"] = {s: {primary: sum(v) / len(v), "n": len(v)} for s, v in sorted(subjects.items())}
     provenance = {
         bench: {
             "tasks": sorted(leaf.name for leaf in leaves if leaf.bench == bench),
@@ -138,6 +140,8 @@ def evaluate_benchmarks(engine, benches: list[str], model_names: list[str], *, n
             "item_set_hash": sha256_json(sorted(r["item_id"] for r in records
                                                 if r["task"] == bench and r["model"] == model_names[0])),
             "lm_eval_version": _lm_eval_version(),
+            **({"format": bench_format.record()} if bench_format.active else {}),
+            "output_type": sorted({leaf.output_type for leaf in leaves if leaf.bench == bench}),
         }
         for bench in benches
     }
@@ -146,7 +150,8 @@ def evaluate_benchmarks(engine, benches: list[str], model_names: list[str], *, n
     return records, aggregates, provenance
 
 
-def _content_hash(tasks: dict[str, Any], samples: dict[str, list[int]] | None, num_fewshot: int, seed: int) -> str:
+def _content_hash(tasks: dict[str, Any], samples: dict[str, list[int]] | None, num_fewshot: int, seed: int,
+                  fmt: dict[str, Any] | None = None) -> str:
     """Everything besides the model that decides a benchmark outcome: task configs, the
     evaluated docs themselves (so changed data never hits), few-shot settings, versions."""
     def named(obj: Any) -> str:  # configs hold functions (process_docs ...): by name, stable
@@ -160,7 +165,8 @@ def _content_hash(tasks: dict[str, Any], samples: dict[str, list[int]] | None, n
         docs = task.eval_docs
         picked = samples[name] if samples and name in samples else range(len(docs))
         parts[name] = {"config": digest(task.dump_config()), "docs": digest([docs[i] for i in picked])}
-    return sha256_json({"tasks": parts, "num_fewshot": num_fewshot, "seed": seed, "lm_eval": _lm_eval_version()})
+    return sha256_json({"tasks": parts, "num_fewshot": num_fewshot, "seed": seed, "lm_eval": _lm_eval_version(),
+                        **({"format": fmt} if fmt else {})})
 
 
 def _lm_eval_version() -> str:
@@ -169,20 +175,76 @@ def _lm_eval_version() -> str:
     return version("lm_eval")
 
 
-def _record(model: str, leaf: LeafTask, s: dict, truncated: dict | None = None) -> dict:
+def _records(model: str, leaf: LeafTask, rows: list[dict], truncated: dict) -> list[dict]:
+    """One record per doc: lm-eval logs a generative doc once per filter, merged here."""
+    multiple_choice = [s for s in rows if s["filtered_resps"] and isinstance(s["filtered_resps"][0], (list, tuple))]
+    out = [_choice_record(model, leaf, s, truncated) for s in multiple_choice]
+    by_doc: dict[int, list[dict]] = {}
+    for s in rows:
+        if not (s["filtered_resps"] and isinstance(s["filtered_resps"][0], (list, tuple))):
+            by_doc.setdefault(s["doc_id"], []).append(s)
+    out.extend(_generated_record(model, leaf, per_filter, truncated) for _, per_filter in sorted(by_doc.items()))
+    return out
+
+
+def _cut(s: dict, truncated: dict, generative: bool) -> int:
+    if not truncated:
+        return 0
+    args = [a for a in s.get("arguments", []) if isinstance(a, (list, tuple))]
+    keys = [(a[0],) if generative else tuple(a) for a in args]
+    return max((truncated.get(k, 0) for k in keys), default=0)
+
+
+def _common(model: str, leaf: LeafTask, s: dict) -> dict:
+    return {"model": model, "kind": "bench", "task": leaf.bench, "subject": leaf.subject,
+            "item_id": item_id(leaf, s["doc_id"], s["doc"]), "lm_eval_task": leaf.name, "doc_id": s["doc_id"],
+            "doc_hash": s.get("doc_hash"), "prompt_hash": s.get("prompt_hash")}
+
+
+def _choice_record(model: str, leaf: LeafTask, s: dict, truncated: dict | None = None) -> dict:
     lls = [float(r[0]) for r in s["filtered_resps"]]
-    cut = max((truncated.get(tuple(a), 0) for a in s.get("arguments", []) if isinstance(a, (list, tuple))),
-              default=0) if truncated else 0
+    cut = _cut(s, truncated or {}, generative=False)
     pred = max(range(len(lls)), key=lambda i: lls[i])
-    scores = {m: float(s[m]) for m in BENCH_METRICS if m in s}
+    scores = {m: float(s[m]) for m in s.get("metrics", ("acc", "acc_norm"))
+              if isinstance(s.get(m), (int, float))}  # corpus-level metrics (f1, mcc) log tuples: not per item
     target = s.get("target")
     return {
-        "model": model, "kind": "bench", "task": leaf.bench, "subject": leaf.subject,
-        "item_id": item_id(leaf, s["doc_id"], s["doc"]), "lm_eval_task": leaf.name, "doc_id": s["doc_id"],
+        **_common(model, leaf, s),
         "prediction": str(pred), "target": target if isinstance(target, (int, str)) else str(target),
         "correct": bool(scores.get("acc", 0.0) == 1.0), "scores": scores,
-        "loglikelihoods": [round(x, 6) for x in lls], "doc_hash": s.get("doc_hash"),
-        "prompt_hash": s.get("prompt_hash"), **({"truncated_tokens": cut} if cut else {}),
+        "loglikelihoods": [round(x, 6) for x in lls], **({"truncated_tokens": cut} if cut else {}),
+    }
+
+
+def score_name(metric: str, filter_name: str, first: bool) -> str:
+    """A generative task's first filter (lm-eval's headline, e.g. GSM8K's strict-match) keeps
+    the metric's own name; each further filter is a metric of its own: exact_match_flexible_extract."""
+    if first or filter_name == "none":
+        return metric
+    return f"{metric}_{filter_name.replace('-', '_')}"
+
+
+def _generated_record(model: str, leaf: LeafTask, per_filter: list[dict], truncated: dict) -> dict:
+    """The generation once, then per filter its extracted answer (details) and its scores."""
+    first = per_filter[0]
+    scores: dict[str, float] = {}
+    details: dict[str, dict] = {}
+    for n, s in enumerate(per_filter):
+        for metric in s.get("metrics", []):
+            if isinstance(s.get(metric), (int, float)):
+                name = score_name(metric, s.get("filter", "none"), n == 0)
+                scores[name] = float(s[metric])
+                details[name] = {"filter": s.get("filter", "none"), "extracted": str(s["filtered_resps"][0])}
+    resps = first.get("resps") or [[""]]
+    text = resps[0][0] if isinstance(resps[0], (list, tuple)) else resps[0]
+    target = first.get("target")
+    headline = next(iter(scores.values()), 0.0)
+    cut = _cut(first, truncated, generative=True)
+    return {
+        **_common(model, leaf, first),
+        "prediction": str(text), "target": target if isinstance(target, (int, str)) else str(target),
+        "correct": bool(headline == 1.0), "scores": scores, "details": details,
+        **({"truncated_tokens": cut} if cut else {}),
     }
 
 

@@ -23,6 +23,9 @@ OFFLINE_SPLITS = {
     "arc_challenge": ("arc", "ARC-Challenge"),
 }
 MMLU_TASK_DIR = "mmlu/default"
+# Generative tasks over the test split of the `gsm8k` asset. Few-shot examples come only
+# from a task's own fixed list (gsm8k_cot's eight), never from a training split offline.
+GSM8K_TASKS = ("gsm8k", "gsm8k_cot", "gsm8k_cot_zeroshot", "gsm8k_cot_llama")
 
 
 @dataclass
@@ -34,6 +37,7 @@ class LeafTask:
     subject: str    # per-subject breakdown key (the task itself when there are no subjects)
     config: dict[str, Any] | None  # inline config for offline mirrors; None = lm-eval's own task
     split_note: str = ""
+    output_type: str = "multiple_choice"
 
 
 def is_offline() -> bool:
@@ -61,7 +65,7 @@ def task_manager(offline: bool):
     if not offline:
         return TaskManager()
     root = _lm_eval_tasks_dir()
-    paths = [str(root / MMLU_TASK_DIR), str(root / "hellaswag"), str(root / "arc")]
+    paths = [str(root / MMLU_TASK_DIR), str(root / "hellaswag"), str(root / "arc"), str(root / "gsm8k")]
     return TaskManager(include_path=paths, include_defaults=False)
 
 
@@ -116,8 +120,20 @@ def _mirror(cfg: dict[str, Any], leaf: str, num_fewshot: int) -> tuple[dict[str,
                               "use --num-fewshot 0 for it, or run online")
         cfg = {**cfg, "training_split": None, "test_split": None}
         note = "validation"
+    elif leaf in GSM8K_TASKS:
+        fixed = (cfg.get("fewshot_config") or {}).get("samples")
+        if num_fewshot and not fixed:
+            raise ConfigError(f"offline '{leaf}' has no training split for {num_fewshot}-shot examples",
+                              "use --num-fewshot 0 for it, or gsm8k_cot (its 8 examples ship with the task)")
+        files = {"test": [str(asset_path("gsm8k") / "test.jsonl")]}
+        cfg = {**cfg, "training_split": None, "validation_split": None,
+               **({} if fixed else {"fewshot_split": None})}
+        cfg = {**cfg, "dataset_path": "json", "dataset_name": None, "dataset_kwargs": {"data_files": files}}
+        return cfg, "test"
     else:
-        raise AssertionError(leaf)
+        raise ConfigError(f"benchmark task '{leaf}' has no offline mirror",
+                          "offline, harness mirrors mmlu, hellaswag, arc_easy, arc_challenge and "
+                          + ", ".join(GSM8K_TASKS) + "; run online for other tasks")
     cfg = {**cfg, "dataset_path": "arrow", "dataset_name": None, "dataset_kwargs": {"data_files": files}}
     return cfg, note
 
@@ -135,22 +151,40 @@ def resolve(benches: list[str], num_fewshot: int = 0, offline: bool | None = Non
             known = tm.all_tasks
             if offline:
                 raise ConfigError(unknown_name_message("offline benchmark", bench, [n for n in known if not n.startswith("mmlu_")] + ["mmlu"]),
-                                  "offline, harness mirrors mmlu (and its subjects), hellaswag, arc_easy and arc_challenge; "
+                                  "offline, harness mirrors mmlu (and its subjects), hellaswag, arc_easy, arc_challenge and "
+                                  + ", ".join(GSM8K_TASKS) + "; "
                                   "other lm-eval tasks need their datasets from the hub")
             raise ConfigError(unknown_name_message("lm-eval task", bench, known), "see `lm_eval ls tasks`")
         for leaf in names:
             cfg = None
             note = ""
+            raw = _resolved_config(tm, leaf)
+            _check_supported(leaf, raw)
             if offline:
-                cfg, note = _mirror(_resolved_config(tm, leaf), leaf, num_fewshot)
+                cfg, note = _mirror(raw, leaf, num_fewshot)
             subject = leaf[len("mmlu_"):] if bench == "mmlu" or leaf.startswith("mmlu_") else leaf
-            leaves.append(LeafTask(name=leaf, bench=bench, subject=subject, config=cfg, split_note=note))
+            leaves.append(LeafTask(name=leaf, bench=bench, subject=subject, config=cfg, split_note=note,
+                                   output_type=raw.get("output_type", "multiple_choice")))
     seen: set[str] = set()
     for leaf in leaves:
         if leaf.name in seen:
             raise ConfigError(f"benchmark task '{leaf.name}' is asked for twice", "name each task or group once in --bench")
         seen.add(leaf.name)
     return leaves
+
+
+def _check_supported(leaf: str, cfg: dict[str, Any]) -> None:
+    """Refuse, before any model loads, the task kinds the harness engines cannot answer."""
+    kind = cfg.get("output_type", "loglikelihood")
+    if kind == "loglikelihood_rolling":
+        raise ConfigError(f"benchmark task '{leaf}' is a rolling log-likelihood (perplexity) task, which harness "
+                          f"does not score", "harness runs multiple-choice and generate_until tasks; "
+                          "run perplexity tasks with lm_eval directly")
+    gen = cfg.get("generation_kwargs") or {}
+    if kind == "generate_until" and (gen.get("do_sample") or float(gen.get("temperature") or 0.0) > 0.0
+                                     or int(cfg.get("repeats") or 1) > 1):
+        raise ConfigError(f"benchmark task '{leaf}' samples its generations (do_sample, temperature or repeats), "
+                          f"and harness decodes greedily", "pick a greedy variant of the task, e.g. gsm8k or gsm8k_cot")
 
 
 def item_id(leaf: LeafTask, doc_id: int, doc: dict[str, Any]) -> str:

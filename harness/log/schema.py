@@ -397,10 +397,67 @@ class VerdictDoc(_Open):
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
+# --------------------------------------------------------------------------- sweep.json
+
+SWEEP_SCHEMA_VERSION = 1
+
+
+class SweepPoint(_Open):
+    """`harness sweep`: one grid point, its status and its place on the gain/forgetting chart.
+
+    Written as `points/NAME/point.json` whenever its status changes (a re-run reads it to skip a
+    finished point and restart any other) and listed in sweep.json. Numbers are points; see
+    `harness.analysis.tradeoff` for the signs.
+    """
+
+    name: str
+    settings: dict[str, Any] = Field(default_factory=dict)  # the grid's training settings of this point
+    status: Literal["pending", "running", "interrupted", "failed", "done"] = "pending"
+    key: str = ""  # hash of what decides the result: training settings, data, base, evaluation options
+    train_key: str = ""  # hash of the training part alone (a change retrains; other changes re-evaluate)
+    run: str = ""  # the point's run folder, relative to the sweep folder
+    started: Optional[str] = None
+    finished: Optional[str] = None
+    seconds: Optional[float] = None
+    error: Optional[str] = None
+    seeds: int = 0
+    gain_points: Optional[float] = None
+    gain_sd_points: Optional[float] = None
+    forgetting_points: Optional[float] = None
+    forgetting_per_task: dict[str, float] = Field(default_factory=dict)  # "task:metric" -> drop
+    on_front: Optional[bool] = None
+
+
+class SweepDoc(_Open):
+    """sweep.json: what was swept, on what, and every point of the current grid."""
+
+    schema_version: int = SWEEP_SCHEMA_VERSION
+    created: str = ""
+    command: list[str] = Field(default_factory=list)
+    base: str = ""
+    train: str = ""
+    train_sha256: str = ""
+    config: Optional[str] = None  # training settings every point starts from
+    suites: list[str] = Field(default_factory=list)
+    benches: list[str] = Field(default_factory=list)
+    seeds: list[int] = Field(default_factory=list)
+    limit: Optional[int] = None
+    limit_per_subject: Optional[int] = None
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    gain_task: str = ""
+    gain_metric: str = ""
+    points: list[SweepPoint] = Field(default_factory=list)
+
+    def to_json(self) -> str:
+        """sweep.json text, version first."""
+        data = {"schema_version": self.schema_version, **self.model_dump(mode="json")}
+        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
 # --------------------------------------------------------------------------- JSON Schema export
 
 SCHEMAS = {"run.schema.json": RunMeta, "item.schema.json": ItemRecord, "leak.schema.json": LeakRecord,
-           "verdict.schema.json": VerdictDoc}
+           "verdict.schema.json": VerdictDoc, "sweep.schema.json": SweepDoc}
 
 
 def json_schemas() -> dict[str, str]:

@@ -66,6 +66,8 @@ RemoteOpt = typer.Option(False, "--trust-remote-code", help="Allow models that s
 TrustOpt = typer.Option(None, "--trust-code", help="Suite folder whose python hook may run; repeatable.")
 PerturbOpt = typer.Option(0, "--perturb", help="Re-ask each suite item under K seeded prompt variants (task SUITE~perturbed, metric consistent).")
 LogToOpt = typer.Option(None, "--log-to", help=trackers.LOG_TO_HELP)
+BaselineOpt = typer.Option(None, "--baseline", help="Extra arm: the base prompted with fewshot:K examples from the suite's pool, or system:FILE; repeatable.")
+BaselineModelOpt = typer.Option(None, "--baseline-model", help="Extra arm: another model, [NAME=]PATH|ASSET or [NAME=]openai:MODEL@URL, on the same items; repeatable.")
 MlflowUriOpt = typer.Option(None, "--mlflow-uri", help=trackers.MLFLOW_URI_HELP)
 
 
@@ -106,6 +108,7 @@ def _print_summary(cfg, meta) -> None:
 
     console = Console()
     _print_scores(console, meta)
+    _print_baselines(console, meta)
     for task, per_model in (meta.aggregates.bench or {}).items():
         for model, agg in per_model.items():
             if model != "base" and agg.flips is not None:
@@ -142,6 +145,26 @@ def _print_scores(console, meta) -> None:
     table = Table(title="base vs adapter (points = 100 x score)")
     for col in ("task", "metric", "adapter", "n", "base", "adapter score", "delta"):
         table.add_column(col, justify="right" if col in ("n", "base", "adapter score", "delta") else "left")
+    for r in rows:
+        colour = {True: "green", False: "red", None: "white"}[r.improved]
+        table.add_row(r.task, r.metric, r.model, str(r.n), fmt.pts(r.base), fmt.pts(r.score),
+                      f"[{colour}]{fmt.pts(r.delta, True)}[/{colour}]")
+    console.print(table)
+
+
+def _print_baselines(console, meta) -> None:
+    """Each adapter against each baseline arm (`--baseline`), from run.json's aggregates."""
+    from rich.table import Table
+
+    from harness import fmt
+    from harness.analysis.headline import baseline_deltas
+
+    rows = baseline_deltas(meta)
+    if not rows:
+        return
+    table = Table(title="adapter vs baseline arms (points = 100 x score)")
+    for col in ("task", "metric", "adapter vs arm", "n", "arm", "adapter", "delta"):
+        table.add_column(col, justify="right" if col in ("n", "arm", "adapter", "delta") else "left")
     for r in rows:
         colour = {True: "green", False: "red", None: "white"}[r.improved]
         table.add_row(r.task, r.metric, r.model, str(r.n), fmt.pts(r.base), fmt.pts(r.score),
@@ -201,7 +224,8 @@ def compare(base: str = typer.Argument(..., help="Base model: folder, .gguf file
             policy: Optional[Path] = typer.Option(None, "--policy", "-p", help="Gate policy YAML (see ci/gate.yaml): pass/fail after the run."),
             noise: Optional[Path] = typer.Option(None, "--noise", help="Noise floor from `harness calibrate`, for the gate."),
             train: Optional[List[Path]] = typer.Option(None, "--train", help="The adapter's training data: label eval items that leaked into it; repeatable."),
-            log_to: Optional[List[str]] = LogToOpt, mlflow_uri: Optional[str] = MlflowUriOpt) -> None:
+            log_to: Optional[List[str]] = LogToOpt, mlflow_uri: Optional[str] = MlflowUriOpt,
+            baseline: Optional[List[str]] = BaselineOpt, baseline_model: Optional[List[str]] = BaselineModelOpt) -> None:
     """Evaluate base and adapters in one process (base weights loaded once) and print the deltas."""
     from harness.commands.import_lm_eval import import_if_lm_eval
 
@@ -209,14 +233,18 @@ def compare(base: str = typer.Argument(..., help="Base model: folder, .gguf file
                          evaluation_options=bool(suite or bench or train)):
         return  # two lm-eval --log_samples folders: imported (harness import), nothing evaluated
     from harness import pipeline
+    from harness.evaluate.baselines import parse_all
 
     targets = trackers.prepare(log_to, mlflow_uri)  # before any model loads
+    arms = [a.name for a in parse_all(baseline or [], baseline_model or [])]  # syntax now; pools and models in execute
     gate = pipeline.preflight(policy, noise, suites=suite or [], benches=_benches(bench),
-                              trust_code=[Path(p) for p in trust_code or []], perturb=perturb)  # before minutes of model work
+                              trust_code=[Path(p) for p in trust_code or []], perturb=perturb,
+                              baselines=arms)  # before minutes of model work
     cfg = _run_config(base, adapters, suite, bench, num_fewshot, limit_per_subject, limit, out, batch_size, dtype,
                       seed, no_cache, force, allow_pickle, trust_remote_code, trust_code, include_base=True,
                       judge=judge, train=train, perturb=perturb, device=device, device_map=device_map, load_in=load_in, engine=engine,
                       tensor_parallel=tensor_parallel)
+    cfg.baselines, cfg.baseline_models = list(baseline or []), list(baseline_model or [])
 
     def summarise(meta):
         _print_summary(cfg, meta)

@@ -42,7 +42,7 @@ class GateSetup:
 
 def preflight(policy: str | os.PathLike | Policy | None, noise: str | os.PathLike | None = None, *,
               suites: Iterable[str] = (), benches: Iterable[str] = (),
-              trust_code: Iterable[Path] = (), perturb: int = 0) -> GateSetup:
+              trust_code: Iterable[Path] = (), perturb: int = 0, baselines: Iterable[str] = ()) -> GateSetup:
     """Loads and checks the gate settings before any model work.
 
     Args:
@@ -52,6 +52,7 @@ def preflight(policy: str | os.PathLike | Policy | None, noise: str | os.PathLik
         benches: Benchmark names the run will evaluate.
         trust_code: Suite folders whose python hooks may run (to resolve suite names).
         perturb: `--perturb K`: each suite's `SUITE~perturbed` task is evaluated too.
+        baselines: Names of the baseline arms (`compare --baseline/--baseline-model`).
 
     Raises:
         HarnessError: Invalid policy or noise file, or a required rule selects a task the run
@@ -67,7 +68,7 @@ def preflight(policy: str | os.PathLike | Policy | None, noise: str | os.PathLik
         from harness.evaluate.perturb import task_name
 
         names += [task_name(n) for n in names]
-    check_rules(loaded, suites=names, benches=list(benches))
+    check_rules(loaded, suites=names, benches=list(benches), baselines=list(baselines))
     noise_path = Path(noise) if noise else loaded.noise_floor_path()
     if noise_path:
         load_noise(noise_path)  # a missing or foreign file fails now, not after the evaluation

@@ -43,6 +43,9 @@ class Comparison:
             corrects across each adapter's rows.
         subject_rows: Per-subject rows of tasks with subjects; `p_holm` corrects across
             the subjects of one adapter/task/metric.
+        baselines: Baseline arms of `compare --baseline/--baseline-model` (references, not adapters).
+        baseline_rows: Task-level rows of every adapter against every baseline arm (`against`
+            names the arm; `base` holds its score); `p_holm` corrects within each adapter/arm.
         flips: Items that got worse on each task's primary metric, worst first.
         flags: Facts about the run (adapter without effect, identical outputs, metrics that
             could not be re-scored).
@@ -55,6 +58,7 @@ class Comparison:
         self.meta: RunMeta = paired.meta
         self.base = paired.base
         self.adapters = list(paired.adapters)
+        self.baselines = list(paired.baselines)
         self.confidence = confidence
         self.resamples = resamples
         self.permutations = permutations
@@ -66,6 +70,7 @@ class Comparison:
         self.rows = self._task_rows()
         self.subject_rows = self._subject_rows()
         self.flips = self._flips()
+        self.baseline_rows = self._baseline_rows()
 
     @classmethod
     def from_run_dir(cls, run_dir: str | Path, **kwargs: Any) -> "Comparison":
@@ -96,30 +101,33 @@ class Comparison:
         return info.higher_is_better, info.corpus_level
 
     def row(self, adapter: str, task: str, metric: str, *, kind: str | None = None, subject: str | None = None,
-            subset: str = "all") -> DeltaRow | None:
+            subset: str = "all", against: str | None = None) -> DeltaRow | None:
         """The comparison of one adapter/task/metric (optionally one subject, or the clean subset).
 
         Rows outside `rows`/`subject_rows` (the clean subset) are computed on first use.
+        `against` names a baseline arm to compare with instead of the base.
 
         Returns:
-            The row, or None when the task/metric does not exist or no item is scored for
-            both models.
+            The row, or None when the task/metric does not exist, the arm did not answer the
+            task, or no item is scored for both models.
         """
         data = self.task(task, kind)
-        if data is None or metric not in data.metrics:
+        ref = against or self.base
+        if data is None or metric not in data.metrics or ref not in data.lines:
             return None
-        key = (adapter, data.kind, data.task, metric, subject, subset)
+        key = (adapter, data.kind, data.task, metric, subject, subset) + ((ref,) if ref != self.base else ())
         if key not in self._cache:
-            self._cache[key] = self._compute(adapter, data, metric, subject, subset)
+            r = self._compute(adapter, data, metric, subject, subset, ref)
+            self._cache[key] = r if r is None or ref == self.base else replace(r, against=ref)
         return self._cache[key]
 
     def subjects_of(self, adapter: str, task: str, metric: str, *, kind: str | None = None,
-                    subset: str = "all") -> list[DeltaRow]:
+                    subset: str = "all", against: str | None = None) -> list[DeltaRow]:
         """One row per subject of a task (empty when the task has no subjects), Holm within."""
         data = self.task(task, kind)
         if data is None or not data.has_subjects:
             return []
-        rows = [self.row(adapter, data.task, metric, kind=data.kind, subject=s, subset=subset)
+        rows = [self.row(adapter, data.task, metric, kind=data.kind, subject=s, subset=subset, against=against)
                 for s in data.subject_names()]
         return _with_holm([r for r in rows if r is not None])
 
@@ -153,14 +161,16 @@ class Comparison:
                                        "means of item scores, not corpus scores"))
         return self._metric_objects[name]
 
-    def _compute(self, adapter: str, data: TaskData, metric: str, subject: str | None, subset: str) -> DeltaRow | None:
+    def _compute(self, adapter: str, data: TaskData, metric: str, subject: str | None, subset: str,
+                 ref: str | None = None) -> DeltaRow | None:
         mask = data.mask(subject, subset)
         if not mask.any():
             return None
         hib, corpus = self.metric_info(metric)
-        base = data.scores(self.base, metric)[mask]
+        ref = ref or self.base  # the base, or a baseline arm
+        base = data.scores(ref, metric)[mask]
         score = data.scores(adapter, metric)[mask]
-        seed = self._seed(adapter, data.kind, data.task, metric, subject, subset)
+        seed = self._seed(adapter, data.kind, data.task, metric, subject, subset, *([ref] if ref != self.base else []))
         clusters = data.clusters[mask] if data.clusters is not None else None  # resampled as wholes
         stats = None
         metric_obj = self._metric(metric) if corpus else None
@@ -168,7 +178,7 @@ class Comparison:
             from harness.analysis.corpus_bootstrap import paired_corpus_stats
 
             keep = np.flatnonzero(mask)
-            b_preds, a_preds, refs = data.predictions(self.base), data.predictions(adapter), data.references()
+            b_preds, a_preds, refs = data.predictions(ref), data.predictions(adapter), data.references()
             stats = paired_corpus_stats(metric_obj, [b_preds[i] for i in keep], [a_preds[i] for i in keep],
                                         [refs[i] for i in keep], base, score, higher_is_better=hib,
                                         resamples=self.resamples, permutations=self.permutations, seed=seed,
@@ -210,6 +220,18 @@ class Comparison:
             for r in rows:
                 self._cache[(r.adapter, r.kind, r.task, r.metric, None, "all")] = r
             out.extend(rows)
+        return out
+
+    def _baseline_rows(self) -> list[DeltaRow]:
+        out: list[DeltaRow] = []
+        for adapter in self.adapters:
+            for arm in self.baselines:
+                rows = [r for data in self.tasks() for metric in data.metrics
+                        if (r := self.row(adapter, data.task, metric, kind=data.kind, against=arm)) is not None]
+                rows = _with_holm(rows)
+                for r in rows:
+                    self._cache[(r.adapter, r.kind, r.task, r.metric, None, "all", arm)] = r
+                out.extend(rows)
         return out
 
     def _subject_rows(self) -> list[DeltaRow]:
@@ -283,6 +305,8 @@ class Comparison:
             "permutations": self.permutations,
             "seed": self.seed,
             "rows": [r.to_dict() for r in self.rows],
+            **({"baselines": self.baselines, "baseline_rows": [r.to_dict() for r in self.baseline_rows]}
+               if self.baselines else {}),
             "subject_rows": [r.to_dict() for r in self.subject_rows],
             "flips": flips,
             "flags": [f.to_dict() for f in self.flags],

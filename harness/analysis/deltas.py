@@ -53,7 +53,8 @@ class Flag:
 
 @dataclass(frozen=True)
 class DeltaRow:
-    """One paired comparison (adapter vs base) of one metric on one task, subject or subset.
+    """One paired comparison (adapter vs base, or vs a baseline arm: `against`) of one metric on
+    one task, subject or subset. Against an arm, `base` and its intervals are the arm's.
 
     Attributes:
         adapter: Adapter name.
@@ -116,6 +117,7 @@ class DeltaRow:
     clusters: int | None = None
     design_effect: float | None = None
     stats: PairedStats | None = field(default=None, repr=False, compare=False)
+    against: str = "base"  # the reference model: the base, or a baseline arm (`compare --baseline`)
 
     @property
     def gain(self) -> float:
@@ -145,6 +147,8 @@ class DeltaRow:
         for k in ("base_wilson", "score_wilson"):
             v = getattr(self, k)
             out[k] = [_num(v[0]), _num(v[1])] if v else None
+        if self.against != "base":  # `base` is then the arm's score
+            out["against"] = self.against
         return out
 
 

@@ -54,7 +54,8 @@ WARN_PREFIX = "warning (severity: warn, does not block)"
 def _numbers(row: DeltaRow, lo: float, hi: float, mde: float) -> dict[str, Any]:
     return {"n": row.n, "base": row.base, "score": row.score, "delta": row.delta, "gain": row.gain,
             "gain_low": lo, "gain_high": hi, "p_value": row.p_value, "p_worse": row.p_worse, "test": row.test,
-            "mde": mde, "worse": row.worse, "better": row.better}
+            "mde": mde, "worse": row.worse, "better": row.better,
+            **({"against": row.against} if row.against != "base" else {})}  # `base` is then the arm's score
 
 
 def _resolve(rule: Rule, comparison: Comparison, policy: Policy) -> TaskData | None:
@@ -86,7 +87,24 @@ def _resolve(rule: Rule, comparison: Comparison, policy: Policy) -> TaskData | N
     if unknown:
         raise ConfigError(f"{where} names adapter '{unknown[0]}', which the run does not have "
                           f"(it has: {', '.join(comparison.adapters)})", "fix `adapters:` or drop it")
+    if rule.against and (rule.against not in comparison.baselines or rule.against not in data.lines):
+        if rule.optional:
+            return None
+        have = ", ".join(b for b in comparison.baselines if b in data.lines) or "none"
+        raise ConfigError(f"{where} compares against '{rule.against}', which {comparison.run_dir} did not evaluate "
+                          f"on {data.kind} '{data.task}' (its baselines there: {have})",
+                          f"add {_baseline_flag(rule.against)} to the compare command, fix `against:`, "
+                          "or mark the rule `optional: true`")
     return data
+
+
+def _baseline_flag(name: str) -> str:
+    """The compare option that adds the baseline arm `name`."""
+    if name.startswith("base+system:"):
+        return "--baseline system:FILE"
+    if name.startswith("base+"):
+        return f"--baseline {name[len('base+'):]}"
+    return f"--baseline-model {name}=MODEL"
 
 
 def _subset(rule: Rule, policy: Policy, data: TaskData, adapter: str, flags: list[Flag]) -> str:
@@ -106,7 +124,8 @@ def _interval_rule(rule: Rule, row: DeltaRow, c: float) -> tuple[str, str, dict[
     t = rule.threshold
     mde = row.mde_at(1.0 - c)
     nums = _numbers(row, lo, hi, mde)
-    head = (f"{row.metric} on {row.label}: {pts(row.delta, True)} points ({pts(row.base)} -> "
+    vs = f" against {row.against}" if row.against != "base" else ""
+    head = (f"{row.metric} on {row.label}{vs}: {pts(row.delta, True)} points ({pts(row.base)} -> "
             f"{pts(row.score)}), one-sided {c:.0%} bounds of the gain {pts(lo, True)}..{pts(hi, True)}, "
             f"n={row.n}, p={pval(row.p_value)} ({row.test})")
     if rule.check == "max_drop":
@@ -196,16 +215,19 @@ def _evaluate_rule(rule: Rule, data: TaskData | None, adapter: str, comparison: 
     head = dict(name=f"{rule.name}[{adapter}]" if many else rule.name, rule=rule.name, adapter=adapter,
                 check=rule.check, threshold=rule.threshold, confidence=c)
     if data is None:
+        missing = f"baseline '{rule.against}' on '{rule.task}'" if rule.against and comparison.task(
+            rule.task, rule.kind) is not None else f"'{rule.task}'"
         return RuleResult(**head, kind=rule.kind or "", task=rule.task, metric=rule.metric, subset="all",
                           status=SKIPPED, blocking=False,
-                          reason=f"skipped: the run did not evaluate '{rule.task}' (optional rule)"), []
+                          reason=f"skipped: the run did not evaluate {missing} (optional rule)"), []
     flags: list[Flag] = []
     subset = _subset(rule, policy, data, adapter, flags)
     if noise is not None:
         flags.extend(_noise_flags(rule, data, adapter, comparison, noise))
     subjects: list[dict] = []
     if rule.check == "per_subject_max_drop":
-        rows = comparison.subjects_of(adapter, data.task, rule.metric, kind=data.kind, subset=subset)
+        rows = comparison.subjects_of(adapter, data.task, rule.metric, kind=data.kind, subset=subset,
+                                      against=rule.against)
         if not rows:
             status, reason, nums = INCONCLUSIVE, f"no {subset} items scored for both models", {}
         else:
@@ -216,7 +238,7 @@ def _evaluate_rule(rule: Rule, data: TaskData | None, adapter: str, comparison: 
                                   f"of {data.task} are too small to detect a {rule.threshold:.2f}-point drop",
                                   adapter=adapter, task=data.task))
     else:
-        row = comparison.row(adapter, data.task, rule.metric, kind=data.kind, subset=subset)
+        row = comparison.row(adapter, data.task, rule.metric, kind=data.kind, subset=subset, against=rule.against)
         if row is None:
             status, nums = INCONCLUSIVE, {}
             reason = f"{rule.metric} on {data.task}: no {subset} items scored for both models"
@@ -277,7 +299,8 @@ def evaluate(comparison: Comparison, policy: Policy, noise: NoiseFloor | None = 
                    elapsed_s=time.perf_counter() - started)
 
 
-def preflight(policy: Policy, suites: Iterable[str] = (), benches: Iterable[str] = ()) -> None:
+def preflight(policy: Policy, suites: Iterable[str] = (), benches: Iterable[str] = (),
+              baselines: Iterable[str] = ()) -> None:
     """Before a run: checks that every required rule selects a task the run will evaluate.
 
     `harness compare --policy` calls this before loading models, so a policy that names a
@@ -287,10 +310,18 @@ def preflight(policy: Policy, suites: Iterable[str] = (), benches: Iterable[str]
         policy: The loaded policy.
         suites: Suite names the run will evaluate (resolved names, as in suite.yaml).
         benches: Benchmark names the run will evaluate.
+        baselines: Names of the baseline arms the run will evaluate (`compare --baseline`).
 
     Raises:
-        ConfigError: A non-optional rule selects a task outside `suites` and `benches`.
+        ConfigError: A non-optional rule selects a task outside `suites` and `benches`, or
+            compares against a baseline arm the run will not have.
     """
+    arms = set(baselines)
+    for rule in policy.rules:
+        if rule.against and rule.against not in arms and not rule.optional:
+            raise ConfigError(f"{policy.source or 'policy'}: rule '{rule.name}' compares against '{rule.against}', "
+                              f"which this run will not evaluate (its baselines: {', '.join(sorted(arms)) or 'none'})",
+                              f"add {_baseline_flag(rule.against)}, or mark the rule `optional: true`")
     have = {("suite", s) for s in suites} | {("bench", b) for b in benches}
     for rule in policy.rules:
         kinds = [rule.kind] if rule.kind else ["suite", "bench"]

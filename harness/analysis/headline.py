@@ -68,3 +68,25 @@ def aggregate_deltas(meta: RunMeta) -> list[AggregateDelta]:
                                                base=POINTS * b, score=POINTS * value, delta=POINTS * (value - b),
                                                higher_is_better=meta.metric_info(metric).higher_is_better))
     return rows
+
+
+def baseline_deltas(meta: RunMeta) -> list[AggregateDelta]:
+    """One row per (task, metric, adapter, baseline arm): the adapter's aggregate against the
+    arm's (`compare --baseline`); `model` reads "ADAPTER vs ARM" and `base` is the arm's score."""
+    arms = [m for m in meta.models if m in meta.provenance.baselines]
+    adapters = [m for m in meta.models if m != BASE and m not in arms]
+    rows = []
+    for kind, tasks in meta.aggregates.sections():
+        for task, per_model in tasks.items():
+            for arm in (a for a in arms if a in per_model):
+                ref = per_model[arm].metric_values()
+                for adapter in (a for a in adapters if a in per_model):
+                    for metric, value in per_model[adapter].metric_values().items():
+                        if value is None or ref.get(metric) is None:
+                            continue
+                        b = ref[metric]
+                        rows.append(AggregateDelta(kind=kind, task=task, metric=metric, model=f"{adapter} vs {arm}",
+                                                   n=per_model[adapter].n, base=POINTS * b, score=POINTS * value,
+                                                   delta=POINTS * (value - b),
+                                                   higher_is_better=meta.metric_info(metric).higher_is_better))
+    return rows

@@ -105,6 +105,7 @@ class PairedRun:
     base: str
     adapters: list[str]
     tasks: dict[tuple[str, str], TaskData]
+    baselines: list[str] = field(default_factory=list)  # arms of `compare --baseline`: references, not adapters
 
     def find(self, task: str, kind: str | None = None) -> TaskData | None:
         """The task named `task` (of `kind`, when given), or None."""
@@ -128,7 +129,7 @@ def _index(lines: list[ItemRecord], where: str) -> dict[str, ItemRecord]:
 
 
 def _align(kind: str, task: str, per_model: dict[str, list[ItemRecord]], base: str, adapters: list[str],
-           run_dir: Path) -> TaskData:
+           run_dir: Path, baselines: list[str] = ()) -> TaskData:
     where = f"{run_dir}: {kind} '{task}'"
     if base not in per_model:
         raise IncomparableError(f"{where} has no lines for the base model",
@@ -162,6 +163,9 @@ def _align(kind: str, task: str, per_model: dict[str, list[ItemRecord]], base: s
                 f"(e.g. item '{iid}': {_short(b.identity)} vs {_short(a.identity)})",
                 "evaluate both with the same suite/benchmark version and prompt, in one `harness compare`")
         aligned[name] = lines
+    for name in baselines:  # asked with other prompts (or by another model) on purpose: same items only
+        if name in per_model:
+            aligned[name] = _align_baseline(where, name, per_model[name], order)
     metrics: list[str] = []
     seen: set[str] = set()
     for lines in aligned.values():
@@ -188,6 +192,21 @@ def _cluster_codes(lines: list[ItemRecord]) -> np.ndarray | None:
     return cluster_codes([("item", i) if line.cluster is None else line.cluster for i, line in enumerate(lines)])[0]
 
 
+def _align_baseline(where: str, name: str, lines: list[ItemRecord], order: list[str]) -> list[ItemRecord]:
+    """A baseline arm's lines in the base's order; its prompts differ from the base's by design
+    (a few-shot prefix, another model's template), so only the items must agree."""
+    idx = _index(lines, f"{where} ({name})")
+    missing = [i for i in order if i not in idx]
+    known = set(order)
+    extra = [i for i in idx if i not in known]
+    if missing or extra:
+        eg = f"'{missing[0]}' only in base" if missing else f"'{extra[0]}' only in '{name}'"
+        raise IncomparableError(f"{where}: base and baseline '{name}' answered different items "
+                                f"({len(missing)} only in base, {len(extra)} only in '{name}', e.g. {eg})",
+                                "evaluate the baseline in the same `harness compare` as the base")
+    return [idx[i] for i in order]
+
+
 def load_paired_run(run_dir: str | Path | RunFolder) -> PairedRun:
     """Reads run.json and items.jsonl and aligns every task's items across models.
 
@@ -211,7 +230,8 @@ def load_paired_run(run_dir: str | Path | RunFolder) -> PairedRun:
         raise IncomparableError(f"{run_dir} holds only {', '.join(map(str, models)) or 'no models'}: "
                                 "there is no base model to compare against",
                                 "evaluate with `harness compare BASE ADAPTER ...`")
-    adapters = [m for m in models if m != BASE]
+    baselines = [m for m in models if m in meta.provenance.baselines]
+    adapters = [m for m in models if m != BASE and m not in baselines]
     if not adapters:
         raise IncomparableError(f"{run_dir} holds only the base model: there is nothing to gate",
                                 "evaluate with `harness compare BASE ADAPTER ...`")
@@ -220,5 +240,5 @@ def load_paired_run(run_dir: str | Path | RunFolder) -> PairedRun:
         grouped.setdefault((rec.kind, rec.task), {}).setdefault(rec.model, []).append(rec)
     kind_order = {"suite": 0, "bench": 1}
     keys = sorted(grouped, key=lambda k: kind_order.get(k[0], 2))  # stable: first appearance within a kind
-    tasks = {k: _align(k[0], k[1], grouped[k], BASE, adapters, run_dir) for k in keys}
-    return PairedRun(run_dir=run_dir, meta=meta, base=BASE, adapters=adapters, tasks=tasks)
+    tasks = {k: _align(k[0], k[1], grouped[k], BASE, adapters, run_dir, baselines) for k in keys}
+    return PairedRun(run_dir=run_dir, meta=meta, base=BASE, adapters=adapters, tasks=tasks, baselines=baselines)

@@ -21,6 +21,8 @@ Schema (see ci/gate.yaml for a documented example):
         decide_on: all
         optional: false               # true: skip (not error) when the run lacks the task
         severity: fail                # fail | warn: a warn rule never blocks (see below)
+        against: base+fewshot:3       # optional: compare with a baseline arm of `compare --baseline`
+                                      #   (or --baseline-model NAME) instead of the base
 
 All thresholds are points (100 x the 0..1 score). A rule of a metric where lower is better
 reads the same way: `max_drop` is always the largest tolerated worsening.
@@ -72,14 +74,18 @@ class Rule(BaseModel):
     decide_on: Optional[Literal["all", "clean"]] = None
     optional: bool = False
     severity: Literal["fail", "warn"] = "fail"
+    against: Optional[str] = Field(None, min_length=1)  # a baseline arm's name; None or "base": the base
 
     @model_validator(mode="after")
     def _one_check(self) -> "Rule":
         given = [c for c in CHECKS if getattr(self, c) is not None]
         if len(given) != 1:
             raise ValueError(f"give exactly one of {', '.join(CHECKS)} (got {', '.join(given) or 'none'})")
+        if self.against == "base":
+            self.against = None
         if self.name is None:
-            self.name = f"{self.task}-{self.metric}-{self.check.replace('_', '-')}"
+            vs = f"-vs-{self.against}" if self.against else ""
+            self.name = f"{self.task}-{self.metric}-{self.check.replace('_', '-')}{vs}"
         return self
 
     @property

@@ -104,6 +104,9 @@ class Verdict:
             "rules": [r.to_dict() for r in self.rules],
             "flags": [f.to_dict() for f in self.flags],
             "deltas": [r.to_dict() for r in self.comparison.rows],
+            # adapters against the baseline arms of `compare --baseline` (each row names its `against`)
+            **({"baseline_deltas": [r.to_dict() for r in self.comparison.baseline_rows]}
+               if self.comparison.baseline_rows else {}),
         }))
 
 

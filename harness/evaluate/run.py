@@ -50,6 +50,8 @@ class RunConfig:
     extra_meta: dict[str, Any] = field(default_factory=dict)  # e.g. training records from `harness ab`
     order_seed: int | None = None  # shuffle batch composition (noise calibration); None: length-sorted
     perturb: int = 0  # re-ask each suite item under this many seeded prompt variants (harness.evaluate.perturb)
+    baselines: list[str] = field(default_factory=list)  # fewshot:K | system:FILE arms (harness.evaluate.baselines)
+    baseline_models: list[str] = field(default_factory=list)  # [NAME=]PATH | [NAME=]openai:MODEL@URL arms
 
     def spec(self) -> dict[str, Any]:
         return {"base": self.base, "adapters": list(self.adapters), "suites": list(self.suites),
@@ -58,7 +60,9 @@ class RunConfig:
                 "include_base": self.include_base, "dtype": self.dtype, "seed": self.seed, "judge": self.judge,
                 "train_files": [str(p) for p in self.train_files],
                 **({"order_seed": self.order_seed} if self.order_seed is not None else {}),
-                **({"perturb": self.perturb} if self.perturb else {})}
+                **({"perturb": self.perturb} if self.perturb else {}),
+                **({"baselines": list(self.baselines)} if self.baselines else {}),
+                **({"baseline_models": list(self.baseline_models)} if self.baseline_models else {})}
 
 
 def default_cache_path() -> Path:
@@ -129,6 +133,12 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> RunMet
     from harness.evaluate.models import check_files
 
     check_files(cfg.base, cfg.adapters, allow_pickle=cfg.allow_pickle, trust_remote_code=cfg.trust_remote_code)
+    from harness.evaluate import baselines
+    from harness.evaluate.models import parse_adapters
+
+    arms = baselines.parse_all(cfg.baselines, cfg.baseline_models, [n for n, _ in parse_adapters(cfg.adapters)])
+    baselines.prepare(arms, suites, seed=cfg.seed, engine=cfg.engine, allow_pickle=cfg.allow_pickle,
+                      trust_remote_code=cfg.trust_remote_code)  # pools, K, files, endpoints: before any model
     _check_out_dir(cfg)
     dist = current_dist()  # under accelerate launch / torchrun: this rank; else a world of one
     leak_report = scan_leaks(cfg, suites, warn) if cfg.train_files and dist.is_main else None
@@ -173,6 +183,14 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> RunMet
                 for counts in bench_prov.get("_requests", {}).values():
                     stats["computed"] += counts["computed"]
                     stats["cached"] += counts["cached"]
+            if arms:
+                def run_suite(eng, suite, names, **kw):
+                    return evaluate_suite(eng, suite, names, cfg.limit, cache, progress, stats, cfg.order_seed, dist, **kw)
+
+                recs, arm_aggs, arm_prov = baselines.evaluate(arms, cfg, engine, suites, placement, run_suite, warn)
+                records.extend(recs)
+                for task, per_model in arm_aggs.items():
+                    suite_aggs[task].update(per_model)
     finally:
         cache.close()
         engine.close()
@@ -201,7 +219,7 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> RunMet
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": cfg.command,
         "spec": cfg.spec(),
-        "models": model_names,
+        "models": model_names + [a.name for a in arms],
         "provenance": {
             "base": engine.base.__dict__,
             "adapters": {n: {"path": str(a.path), "sha256": a.sha256,
@@ -212,6 +230,7 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> RunMet
                          for n, a in engine.adapters.items()},
             "suites": {s.name: s.fingerprint() for s in suites},
             "judges": {name: jr.provenance for name, jr in judge_results.items()},
+            **({"baselines": arm_prov} if arms else {}),
             "benchmarks": {k: v for k, v in bench_prov.items() if not k.startswith("_")},
             "lm_eval_results": bench_prov.get("_lm_eval_results", {}),
             "bench_requests": bench_prov.get("_requests", {}),

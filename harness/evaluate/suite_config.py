@@ -24,6 +24,12 @@ A suite file looks like this (every key is checked; unknown keys are errors)::
     metrics: [exact_match, f1]     # registered names or evaluate:NAME
     judge: null                    # reserved: a mapping or null, kept untouched
     python: hooks.py               # optional module in the suite folder (trusted code)
+    fewshot:                       # optional pool of solved examples, never evaluated, for
+      holdout: 32                  #   `compare --baseline fewshot:K`: the last 32 records of
+      #                            #   `data` (whole disjoint_on groups; the rest is evaluated)
+      # file: pool.jsonl           #   ... or a file next to the suite (same fields as `data`)
+      disjoint_on: [context]       # fields.vars whose text a pool item may never share with
+      #                            #   an eval item (ids and rendered prompts are always checked)
 """
 
 from __future__ import annotations
@@ -123,6 +129,31 @@ class GenerationSpec(_Strict):
         return value
 
 
+class FewshotSpec(_Strict):
+    """The pool that `compare --baseline fewshot:K` draws in-context examples from: solved
+    examples that are never evaluated, so the prompted base never sees an eval item."""
+
+    holdout: int | None = Field(None, gt=0)
+    file: str | None = None
+    format: Literal["jsonl", "jsonl.gz", "json", "csv"] | None = None
+    disjoint_on: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "FewshotSpec":
+        if (self.holdout is None) == (self.file is None):
+            raise ValueError("give exactly one of `holdout` (the last N records of `data`) or `file` (a pool file)")
+        if self.format is not None and self.file is None:
+            raise ValueError("`format` only goes with `file`")
+        if self.file is not None and self.format is None and format_of(self.file) is None:
+            raise ValueError(f"cannot tell the format of '{self.file}' from its extension; "
+                             f"use one of {', '.join('.' + f for f in DATA_FORMATS)} or set `format`")
+        return self
+
+    @property
+    def resolved_format(self) -> str:
+        return self.format or format_of(self.file or "") or "jsonl"
+
+
 class SuiteSpec(_Strict):
     name: str = Field(pattern=NAME_PATTERN)
     version: str
@@ -136,6 +167,7 @@ class SuiteSpec(_Strict):
     metrics: list[str] = Field(min_length=1)
     judge: dict[str, Any] | None = None
     python: str | None = None
+    fewshot: FewshotSpec | None = None
 
     @field_validator("version", mode="before")
     @classmethod
@@ -151,6 +183,15 @@ class SuiteSpec(_Strict):
         if dup:
             raise ValueError(f"metric '{dup[0]}' is listed twice")
         return value
+
+    @model_validator(mode="after")
+    def _disjoint_vars(self) -> "SuiteSpec":
+        declared = self.fields.vars
+        for name in (self.fewshot.disjoint_on if self.fewshot else []):
+            if declared is not None and name not in declared:
+                raise ValueError(f"fewshot.disjoint_on: '{name}' is not a variable of fields.vars "
+                                 f"({', '.join(sorted(declared)) or 'none'})")
+        return self
 
     @field_validator("system")
     @classmethod

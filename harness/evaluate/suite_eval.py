@@ -72,7 +72,8 @@ class Progress:
 
 def evaluate_suite(engine, suite, model_names: list[str], limit: int | None, cache: ResultCache,
                    progress: Progress, stats: dict[str, int], order_seed: int | None = None,
-                   dist: Dist | None = None, perturb: int = 0, perturb_seed: int = 0
+                   dist: Dist | None = None, perturb: int = 0, perturb_seed: int = 0,
+                   render: Callable | None = None, variants: dict[str, str] | None = None
                    ) -> tuple[list[dict], dict[str, dict]]:
     """Generate and score one suite for each model variant; returns (records, aggregates per
     task): the suite's task, and with `perturb` K its `SUITE~perturbed` task (K seeded prompt
@@ -81,13 +82,17 @@ def evaluate_suite(engine, suite, model_names: list[str], limit: int | None, cac
     Prompts are planned into batches of `engine.batch_size` (longest first, or shuffled by
     `order_seed`); a batch is the unit of caching and of data-parallel splitting, so every
     rank decodes exactly the batches a single process would.
+
+    A baseline arm (`harness.evaluate.baselines`) passes `render` (its own prompt per
+    example, instead of `suite.render`) and `variants` (record name -> the engine variant
+    that answers, e.g. {"base+fewshot:3": "base"}).
     """
     dist = dist or Dist()
     examples = suite.examples(limit)
     if not examples:
         raise ConfigError(f"suite '{suite.name}' has no items", "check its data file")
-    prompts = [suite.render(ex) for ex in examples]
-    run = _PromptRun(engine, suite, model_names, cache, progress, stats, order_seed, dist)
+    prompts = [(render or suite.render)(ex) for ex in examples]
+    run = _PromptRun(engine, suite, model_names, cache, progress, stats, order_seed, dist, variants)
     records, aggs, preds = run(suite.name, examples, [ex.id for ex in examples], prompts)
     out = {suite.name: aggs}
     if perturb:
@@ -108,9 +113,10 @@ def evaluate_suite(engine, suite, model_names: list[str], limit: int | None, cac
 class _PromptRun:
     """Generates a list of prompts for each model variant and scores the answers."""
 
-    def __init__(self, engine, suite, model_names, cache, progress, stats, order_seed, dist):
+    def __init__(self, engine, suite, model_names, cache, progress, stats, order_seed, dist, variants=None):
         self.engine, self.suite, self.model_names, self.cache = engine, suite, model_names, cache
         self.progress, self.stats, self.order_seed, self.dist = progress, stats, order_seed, dist
+        self.variants = variants or {}  # record name -> engine variant, when they differ (baseline arms)
 
     def __call__(self, task: str, examples, item_ids: list[str], prompts, originals: dict | None = None,
                  extra: list[dict] | None = None) -> tuple[list[dict], dict, dict[str, list[str]]]:
@@ -138,7 +144,8 @@ class _PromptRun:
         aggregates: dict[str, dict] = {}
         all_preds: dict[str, list[str]] = {}
         for name in self.model_names:
-            keys = [item_key("generate", engine.model_key(name), h, params.key()) for h in id_hashes]
+            variant = self.variants.get(name, name)
+            keys = [item_key("generate", engine.model_key(variant), h, params.key()) for h in id_hashes]
             results = cache.get_many(keys)
             advance = self.progress.task(f"{task} · {name}", len(examples))
             hits = sum(k in results for k in keys)
@@ -149,7 +156,7 @@ class _PromptRun:
             def decode(j: int) -> dict[str, dict]:
                 indices = plan[j].indices
                 gens = {keys[i]: g.__dict__ for i, g in zip(indices, engine.generate(
-                    name, [encoded[i][1] for i in indices], params))}
+                    variant, [encoded[i][1] for i in indices], params))}
                 cache.put_many({k: g for k, g in gens.items() if k not in results})  # each batch committed: resumable
                 advance(sum(k not in results for k in gens))
                 return gens

@@ -92,6 +92,16 @@ class Distributed(_Open):
     world_size: int = 1
 
 
+class BaselineProvenance(_Open):
+    """A baseline arm of `compare --baseline/--baseline-model` (harness.evaluate.baselines):
+    what it is (`kind`) and what defines it: for `fewshot`, K, the seed and per suite the ids
+    of the pool examples shown; for `system`, the prompt file's hash; for `model`/`hosted`,
+    the weights or the endpoint. Its items.jsonl lines carry its name as `model`."""
+
+    kind: Literal["fewshot", "system", "model", "hosted"]
+    arg: Optional[str] = None  # as given on the command line
+
+
 class Provenance(_Open):
     """Hashes and versions that decide whether two runs are comparable."""
 
@@ -102,6 +112,7 @@ class Provenance(_Open):
     adapters: dict[str, AdapterProvenance] = Field(default_factory=dict)
     suites: dict[str, dict[str, Any]] = Field(default_factory=dict)
     judges: dict[str, Any] = Field(default_factory=dict)
+    baselines: dict[str, BaselineProvenance] = Field(default_factory=dict)  # arm name -> what it is
     benchmarks: dict[str, dict[str, Any]] = Field(default_factory=dict)
     code: dict[str, Any] = Field(default_factory=dict)
     libraries: dict[str, Any] = Field(default_factory=dict)

@@ -81,6 +81,14 @@ def render_summary(verdict: Verdict) -> str:
                   "</summary>", ""]
         lines += _delta_table(weakest, comp.confidence, subjects=True)
         lines += ["", "</details>"]
+    if comp.baseline_rows:  # `compare --baseline`: was fine-tuning worth it?
+        from dataclasses import replace
+
+        lines += ["", "### Against baselines", "",
+                  "Each adapter against each baseline arm, paired on the same items: the `base` column is the arm's "
+                  "score and Δ = adapter − arm (Holm within each adapter and arm).", ""]
+        lines += _delta_table([replace(r, adapter=f"{r.adapter} vs {r.against}") for r in comp.baseline_rows],
+                              comp.confidence)
     flips_any = False
     flip_lines = ["", "### Top flips (right → wrong; largest drops for continuous metrics)", "",
                   "| adapter | task | item | metric | base → adapter | base answer | adapter answer | reference |",

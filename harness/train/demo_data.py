@@ -28,7 +28,8 @@ Files written to OUT:
   the best match over all gold answers, so the shortest span is a correct target and
   the briefest style to learn).
 * squad-qa-heldout/suite.yaml + eval.jsonl: a suite identical to squad-qa (same prompt,
-  generation and metrics) over the eval questions only, in squad.jsonl's record format.
+  generation and metrics) over the eval questions only, in squad.jsonl's record format;
+  its few-shot pool (fewshot.jsonl, for `compare --baseline fewshot:K`) is the val side.
   Pass the folder to `--suite`; `harness train --eval-suite` on it refuses training
   data that contains its items.
 * split.json: sizes, seeds, and the ids and contexts (hashes) of every side.
@@ -155,7 +156,8 @@ def make_demo_split(out_dir: str | Path, n_train: int = N_TRAIN, n_val: int = N_
     suite = load_suite(SUITE)
     raw = [json.loads(line) for line in suite.data_path.read_text(encoding="utf-8").splitlines() if line.strip()]
     sides = split_groups(raw, n_eval, n_val, n_train)
-    examples = {ex.id: ex for ex in suite.examples()}
+    # every record, the suite's few-shot pool included: the demo deals from the whole file
+    examples = {ex.id: ex for ex in suite.examples() + (suite.fewshot_pool() if suite.has_fewshot_pool else [])}
 
     _write_jsonl(out / "train.jsonl", [_chat_record(suite, examples[r["id"]]) for r in sides["train"]])
     _write_jsonl(out / "val.jsonl", [_chat_record(suite, examples[r["id"]]) for r in sides["val"]])
@@ -163,9 +165,12 @@ def make_demo_split(out_dir: str | Path, n_train: int = N_TRAIN, n_val: int = N_
     suite_dir = out / HELDOUT_SUITE
     suite_dir.mkdir(exist_ok=True)
     _write_jsonl(suite_dir / "eval.jsonl", sides["eval"])
+    # the few-shot pool of `compare --baseline fewshot:K` is the validation side: solved, never evaluated
+    _write_jsonl(suite_dir / "fewshot.jsonl", sides["val"])
     doc = yaml.safe_load(suite.yaml_path.read_text(encoding="utf-8"))
     doc.update(name=HELDOUT_SUITE, data={"file": "eval.jsonl"},
-               description=f"squad-qa on the {len(sides['eval'])} demo eval questions (contexts never in training)")
+               description=f"squad-qa on the {len(sides['eval'])} demo eval questions (contexts never in training)",
+               fewshot={"file": "fewshot.jsonl", "disjoint_on": ["context"]})
     (suite_dir / "suite.yaml").write_text(
         "# Written by harness.train.demo_data: the squad-qa suite over the demo's held-out questions.\n"
         + yaml.dump(doc, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True), encoding="utf-8")

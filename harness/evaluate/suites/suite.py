@@ -32,6 +32,8 @@ class Suite:
         self.description = spec.description
         self._where = display_path(self.yaml_path)
         self._examples: list[Example] | None = None
+        self._pool: list[Example] | None = None
+        self._pool_checked = False
         self._data_hash: str | None = None
         self._data_path: Path | None = None
 
@@ -94,6 +96,8 @@ class Suite:
                 "generation": self.generation.key(),
                 "fields": s.fields.model_dump(),
                 "python": self._hook_sha,
+                # a holdout changes which records are evaluated; absent, older fingerprints stay valid
+                **({"fewshot": s.fewshot.model_dump(exclude_none=True)} if s.fewshot else {}),
             },
             sort_keys=True,
             ensure_ascii=False,
@@ -111,12 +115,57 @@ class Suite:
     def examples(self, limit: int | None = None) -> list[Example]:
         """Examples in file order (the first `limit` when given); ids are unique strings."""
         if self._examples is None:
-            self._examples = self._records.build(self.data_path, self.spec.data.resolved_format)
+            examples = self._records.build(self.data_path, self.spec.data.resolved_format)
+            few = self.spec.fewshot
+            if few is not None and few.holdout is not None:
+                from harness.evaluate.suites.pool import split_holdout
+
+                examples, self._pool = split_holdout(examples, few.holdout, few.disjoint_on)
+            self._examples = examples
         if limit is None:
             return list(self._examples)
         if limit < 0:
             raise ConfigError(f"limit must be >= 0, got {limit}", "pass a non-negative limit")
         return self._examples[:limit]
+
+    @property
+    def has_fewshot_pool(self) -> bool:
+        return self.spec.fewshot is not None
+
+    def fewshot_pool(self) -> list[Example]:
+        """The few-shot pool (`fewshot:`), checked against every eval item (see `suites.pool`).
+
+        Raises:
+            ConfigError: no pool declared, an unreadable pool file, or a pool that overlaps the eval set.
+        """
+        few = self.spec.fewshot
+        if few is None:
+            raise ConfigError(f"suite '{self.name}' has no few-shot pool",
+                              f"add `fewshot: {{file: pool.jsonl}}` (or `holdout: N`) to {self._where}, "
+                              "or drop --baseline fewshot:K")
+        if not self._pool_checked:
+            from harness.evaluate.suites.pool import check_disjoint
+
+            evals = self.examples()
+            if few.file is not None:
+                path = Path(few.file).expanduser()
+                path = path if path.is_absolute() else self.path / path
+                if not path.is_file():
+                    raise ConfigError(f"{self._where}: fewshot.file: {display_path(path)} does not exist",
+                                      f"fix the path (relative to {display_path(self.path)}) or create the file")
+                self._pool = self._records.build(path, few.resolved_format)
+            # a holdout is disjoint by construction; it is checked all the same, as a file is
+            check_disjoint(self._pool or [], evals, self.render, few.disjoint_on, self._where)
+            self._pool_checked = True
+        return list(self._pool or [])
+
+    def fewshot_pool_hash(self) -> str:
+        """sha256 of the pool's source: the pool file's bytes, or the data file's for a holdout."""
+        few = self.spec.fewshot
+        if few is not None and few.file is not None:
+            path = Path(few.file).expanduser()
+            return sha256_file(path if path.is_absolute() else self.path / path)
+        return self.data_hash
 
     def render(self, example: Example) -> Prompt:
         """The prompt for one example: plain text, or chat messages when `chat: true`."""

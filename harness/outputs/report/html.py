@@ -93,6 +93,7 @@ def _sections(view: ReportView) -> list[tuple[str, str]]:
     candidates = [
         ("verdict", "Verdict", True),
         ("headline", "Every metric" if view.headline else "Scores", bool(view.headline or view.scores)),
+        ("baselines", "Baselines", bool(p.get("baselines"))),
         ("forgetting", "Forgetting", bool(p.get("forgetting"))),
         ("robustness", "Robustness", bool(p.get("robustness"))),
         ("flips", "Flips", bool(p.get("flips"))),

@@ -425,7 +425,10 @@ def add_panels(view: Any) -> None:
     """Fills `view.panels`: forgetting, flips, leaks, training, cost, provenance, explorer."""
     from harness.outputs.report.examples import explorer
 
+    from harness.outputs.report.baselines import baselines
+
     view.panels = {
+        "baselines": baselines(view),
         "forgetting": forgetting(view),
         "robustness": robustness(view),
         "flips": flips(view),

@@ -39,6 +39,7 @@ class ABConfig:
     force: bool = False
     command: list[str] = field(default_factory=list)
     perturb: int = 0  # re-ask suite items under this many prompt variants (harness.evaluate.perturb)
+    train_cutoff: str | None = None  # last day the training data covers (harness.leaks.temporal)
 
 
 def _arm_config(path: Path | None, ab: ABConfig):
@@ -97,6 +98,9 @@ def _check(ab: ABConfig) -> None:
         raise ConfigError("--seeds is empty", "pass e.g. --seeds 0,1,2")
     if not ab.suites and not ab.benches:
         raise ConfigError("nothing to evaluate", "pass --suite and/or --bench")
+    from harness.leaks.temporal import check_dates
+
+    check_dates(ab.train_cutoff, ab.suites, [ab.train], ab.trust_code)  # bad dates fail before any training
     from harness.outputs.guard import check_dir
 
     folder = RunFolder(check_dir(ab.out))
@@ -130,7 +134,8 @@ def run_ab(ab: ABConfig, *, policy: str | Path | Policy | None = None, noise: st
         cfg = RunConfig(base=ab.base, out=ab.out, adapters=adapters, suites=ab.suites, benches=ab.benches,
                         limit=ab.limit, limit_per_subject=ab.limit_per_subject, num_fewshot=ab.num_fewshot,
                         dtype=ab.dtype, device=ab.device, trust_code=ab.trust_code, force=True, command=ab.command,
-                        train_files=[ab.train], extra_meta={"training": training}, perturb=ab.perturb)
+                        train_files=[ab.train], train_cutoff=ab.train_cutoff, extra_meta={"training": training},
+                        perturb=ab.perturb)
         return execute(cfg, warn=lambda m: log(f"warning: {m}"))
 
     def add_summary(meta: RunMeta) -> RunMeta:

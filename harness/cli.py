@@ -64,6 +64,7 @@ ForceOpt = typer.Option(False, "--force", help="Replace a run folder that holds 
 PickleOpt = typer.Option(False, "--allow-pickle", help="Allow pickle checkpoints (.bin/.pt), which can run code.")
 RemoteOpt = typer.Option(False, "--trust-remote-code", help="Allow models that ship their own Python code.")
 TrustOpt = typer.Option(None, "--trust-code", help="Suite folder whose python hook may run; repeatable.")
+CutoffOpt = typer.Option(None, "--train-cutoff", help="Last day (YYYY-MM-DD) the training data covers: eval items dated on or before it are at risk of temporal leakage. Default: the latest `date` of the training rows.")
 PerturbOpt = typer.Option(0, "--perturb", help="Re-ask each suite item under K seeded prompt variants (task SUITE~perturbed, metric consistent).")
 LogToOpt = typer.Option(None, "--log-to", help=trackers.LOG_TO_HELP)
 BaselineOpt = typer.Option(None, "--baseline", help="Extra arm: the base prompted with fewshot:K examples from the suite's pool, or system:FILE; repeatable.")
@@ -173,9 +174,15 @@ def _print_baselines(console, meta) -> None:
 
 
 def _print_leaks(console, leaks) -> None:
-    """Leak counts per task and the clean-subset deltas (a `LeakSummary`)."""
+    """Leak counts per task, the clean-subset deltas, then contamination and date subsets (a `LeakSummary`)."""
+    from harness.commands.leaks import run_leak_lines
+
     for task, c in leaks.counts.items():
-        console.print(f"leaks · {task}: {c.contaminated} contaminated, {c.suspect} suspect, {c.clean} clean of {c.n}")
+        split = f" ({c.input_only} input only, {c.input_answer} input + answer)" if c.contaminated else ""
+        console.print(f"leaks · {task}: {c.contaminated} contaminated{split}, {c.suspect} suspect, "
+                      f"{c.clean} clean of {c.n}")
+    for line in run_leak_lines(leaks):
+        console.print(line, markup=False, highlight=False)
     for tasks in leaks.clean_aggregates.values():
         for task, per_model in tasks.items():
             base = per_model.get("base", {})
@@ -195,6 +202,8 @@ def run(model: str = typer.Argument(..., help="Base model: folder, .gguf file, a
         limit_per_subject: Optional[int] = PerSubjectOpt, limit: Optional[int] = LimitOpt, out: Optional[Path] = OutOpt,
         batch_size: int = BatchOpt, dtype: str = DtypeOpt, seed: int = SeedOpt, no_cache: bool = NoCacheOpt, judge: bool = JudgeOpt,
         force: bool = ForceOpt, allow_pickle: bool = PickleOpt, trust_remote_code: bool = RemoteOpt,
+        train: Optional[List[Path]] = typer.Option(None, "--train", help="Training data of the model/adapter: label eval items that leaked into it; repeatable."),
+        train_cutoff: Optional[str] = CutoffOpt,
         device: str = DeviceOpt, device_map: Optional[str] = DeviceMapOpt,
         load_in: Optional[str] = LoadInOpt, engine: str = EngineOpt, tensor_parallel: int = TPOpt,
         trust_code: Optional[List[Path]] = TrustOpt, perturb: int = PerturbOpt,
@@ -205,6 +214,7 @@ def run(model: str = typer.Argument(..., help="Base model: folder, .gguf file, a
                       no_cache, force, allow_pickle, trust_remote_code, trust_code, include_base=not adapter, judge=judge,
                       perturb=perturb, device=device, device_map=device_map, load_in=load_in, engine=engine,
                       tensor_parallel=tensor_parallel)
+    cfg.train_files, cfg.train_cutoff = [Path(p) for p in train or []], train_cutoff
     meta = _evaluate(cfg)
     if meta is not None:  # None: another rank of a data-parallel launch (rank 0 prints)
         _print_summary(cfg, meta)
@@ -221,6 +231,7 @@ def compare(base: str = typer.Argument(..., help="Base model: folder, .gguf file
             trust_code: Optional[List[Path]] = TrustOpt,
             device: str = DeviceOpt, device_map: Optional[str] = DeviceMapOpt, load_in: Optional[str] = LoadInOpt,
             engine: str = EngineOpt, tensor_parallel: int = TPOpt, perturb: int = PerturbOpt,
+            train_cutoff: Optional[str] = CutoffOpt,
             policy: Optional[Path] = typer.Option(None, "--policy", "-p", help="Gate policy YAML (see ci/gate.yaml): pass/fail after the run."),
             noise: Optional[Path] = typer.Option(None, "--noise", help="Noise floor from `harness calibrate`, for the gate."),
             train: Optional[List[Path]] = typer.Option(None, "--train", help="The adapter's training data: label eval items that leaked into it; repeatable."),
@@ -245,6 +256,8 @@ def compare(base: str = typer.Argument(..., help="Base model: folder, .gguf file
                       judge=judge, train=train, perturb=perturb, device=device, device_map=device_map, load_in=load_in, engine=engine,
                       tensor_parallel=tensor_parallel)
     cfg.baselines, cfg.baseline_models = list(baseline or []), list(baseline_model or [])
+
+    cfg.train_cutoff = train_cutoff
 
     def summarise(meta):
         _print_summary(cfg, meta)

@@ -41,6 +41,8 @@ class TaskData:
         subjects: Subject per item (MMLU subjects); None for tasks without subjects.
         clean: Per item, True when every model's line says `leak: clean`; None when no line
             of the task carries a leak label.
+        Leak subsets beyond clean (contaminated, split by what was copied; dated against the
+        training cutoff) are masks from the lines' tags: `subset_masks()`.
         clusters: Per item, an integer cluster code from the base lines' `cluster` (a line
             without one is a cluster of its own); None when no line carries a cluster.
     """
@@ -55,6 +57,7 @@ class TaskData:
     clusters: np.ndarray | None = None
     _score_cache: dict[tuple[str, str], np.ndarray] = field(default_factory=dict, repr=False)
     _arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _subsets: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def n(self) -> int:
@@ -80,7 +83,8 @@ class TaskData:
         return [line.gold() for line in self.lines[next(iter(self.lines))]]
 
     def mask(self, subject: str | None = None, subset: str = "all") -> np.ndarray:
-        """Boolean item mask for one subject and/or the clean (leak-free) subset."""
+        """Boolean item mask for one subject and/or a leak subset ("clean", or one of
+        harness.analysis.leak_subsets.SUBSETS; a subset without items masks everything)."""
         keep = np.ones(self.n, dtype=bool)
         if subject is not None:
             if self.subjects is None:
@@ -90,7 +94,17 @@ class TaskData:
             keep &= self._arrays["subjects"] == subject
         if subset == LEAK_CLEAN:
             keep &= self.clean if self.clean is not None else np.zeros(self.n, dtype=bool)
+        elif subset != "all":
+            keep &= self.subset_masks().get(subset, np.zeros(self.n, dtype=bool))
         return keep
+
+    def subset_masks(self) -> dict[str, np.ndarray]:
+        """Masks of the leak subsets that hold items, in display order (computed once)."""
+        if self._subsets is None:
+            from harness.analysis.leak_subsets import subset_masks
+
+            self._subsets = subset_masks(self.lines, self.n)
+        return self._subsets
 
     def subject_names(self) -> list[str]:
         return sorted(set(self.subjects)) if self.subjects is not None else []

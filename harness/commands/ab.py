@@ -30,6 +30,7 @@ def register(app: typer.Typer) -> None:
            dtype: str = typer.Option("float32", "--dtype"),
            device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps (training and evaluation)."),
            trust_code: Optional[List[Path]] = typer.Option(None, "--trust-code"),
+           train_cutoff: Optional[str] = typer.Option(None, "--train-cutoff", help="Last day (YYYY-MM-DD) the training data covers; default: its latest row `date`."),
            perturb: int = typer.Option(0, "--perturb", help="Re-ask each suite item under K seeded prompt variants."),
            force: bool = typer.Option(False, "--force", help="Retrain adapters whose folders hold other trainings."),
            log_to: Optional[List[str]] = typer.Option(None, "--log-to", help=LOG_TO_HELP),
@@ -49,6 +50,7 @@ def register(app: typer.Typer) -> None:
                        config=config, vs=vs, overrides={"epochs": epochs, "lr": lr, "rank": rank, "max_steps": max_steps},
                        limit=limit, limit_per_subject=limit_per_subject, num_fewshot=num_fewshot, dtype=dtype, device=device,
                        trust_code=list(trust_code or []), force=force, command=["harness", *sys.argv[1:]],
+                       train_cutoff=train_cutoff,
                        perturb=perturb)
         trackers = prepare(log_to, mlflow_uri)  # before any training
         meta, code = run_ab(cfg, policy=policy, log=lambda m: typer.echo(m, err=True), trackers=trackers)

@@ -3,6 +3,7 @@
     harness leaks --train train.jsonl --suite data2text --bench mmlu,hellaswag --out runs/leaks
     harness leaks --train a.parquet --train b.jsonl --field prompt=question --field completion=answer \\
         --suite squad-qa --out runs/leaks --model smollm2-135m --adapter path/to/lora   # + Min-K%
+    harness leaks --train train.jsonl --suite news-qa --train-cutoff 2024-06-30 --out runs/leaks  # dated items
 
 Writes DIR/leaks.jsonl (one line per item) and DIR/leaks.json (summary). The scan needs
 no model; torch is imported only for `--membership` (implied by --model/--adapter).
@@ -39,6 +40,14 @@ def print_report(report, console=None) -> None:
     t = report.summary["totals"]
     table.add_row("total", "", *[str(t[lab]) for lab in LABELS], str(t["n"]))
     console.print(table)
+    # contaminated items split by what the training row held (harness.leaks.contamination)
+    for task, c in report.summary["counts"].items():
+        if c["contaminated"]:
+            console.print(f"contaminated · {task}: {c.get('input_only', 0)} input only, "
+                          f"{c.get('input_answer', 0)} input + answer", markup=False, highlight=False)
+    temporal = report.summary.get("temporal")
+    if temporal:
+        _print_temporal(console, temporal)
     d = report.summary["detectors"]
     parts = [f"13-gram {d.get('gpt3', {}).get('hit', 0)}", f"8-gram>=70% {d.get('palm', {}).get('hit', 0)}",
              f"llama2 dirty {d.get('llama2', {}).get('dirty', 0)} / not clean {d.get('llama2', {}).get('not-clean', 0)}"]
@@ -55,6 +64,58 @@ def print_report(report, console=None) -> None:
     console.print(f"training: {st['rows']} rows, {st['bytes'] / 1e6:.1f} MB in {st['wall_s']:.1f}s "
                   f"({st['mb_per_s'] or 0:.1f} MB/s, {st['workers']} workers), "
                   f"sha256 {str(report.summary['training']['sha256'])[:16]}…")
+
+
+def _print_temporal(console, temporal: dict) -> None:
+    """The cutoff, then items per date status and task (harness.leaks.temporal)."""
+    from rich.table import Table
+
+    console.print(temporal_line(temporal), markup=False, highlight=False)
+    keys = [k for k in ("at_risk", "after_cutoff", "undated", "dated") if k in temporal["totals"]]
+    table = Table(title="temporal leakage (items per date status)")
+    table.add_column("task")
+    for k in keys:
+        table.add_column(k.replace("_", " "), justify="right")
+    table.add_column("n", justify="right")
+    for task, c in temporal["counts"].items():
+        table.add_row(task, *[str(c[k]) for k in keys], str(c["n"]))
+    console.print(table)
+
+
+def temporal_line(temporal: dict) -> str:
+    """One line on the cutoff: its date and where it came from, or why there is none."""
+    if temporal.get("cutoff"):
+        return (f"temporal: cutoff {temporal['cutoff']} (from {temporal.get('cutoff_source')}); items dated on or "
+                "before it are at risk")
+    return ("temporal: items are dated but there is no cutoff (no --train-cutoff and no dated training row); "
+            "pass --train-cutoff YYYY-MM-DD")
+
+
+def run_leak_lines(leaks) -> list[str]:
+    """Terminal lines for a run's `LeakSummary` beyond the label counts: the cutoff, items
+    per date status, and adapter-minus-base deltas (points) on each leak subset."""
+    from harness.analysis.leak_subsets import SUBSETS
+
+    lines = []
+    if leaks.temporal is not None:
+        lines.append(temporal_line(leaks.temporal.model_dump()))
+        for task, c in leaks.temporal.counts.items():
+            if leaks.temporal.cutoff:
+                lines.append(f"temporal · {task}: {c.at_risk} at risk, {c.after_cutoff} after cutoff, "
+                             f"{c.undated} undated of {c.n}")
+    for subset, kinds in leaks.subset_aggregates.items():
+        for tasks in kinds.values():
+            for task, per_model in tasks.items():
+                base = per_model.get("base", {})
+                for model, agg in per_model.items():
+                    if model == "base":
+                        continue
+                    parts = [f"{m} {100 * (v - base[m]):+.2f}" for m, v in agg.items()
+                             if m != "n" and isinstance(v, (int, float)) and isinstance(base.get(m), (int, float))]
+                    if parts:
+                        lines.append(f"{SUBSETS.get(subset, subset)} · {task} · {model} (n={agg['n']}): "
+                                     + ", ".join(parts))
+    return lines
 
 
 def _progress_bar(total_label: str):
@@ -91,12 +152,17 @@ def leaks(train: List[Path] = typer.Option(..., "--train", "-t", help="Training 
           trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
           trust_code: Optional[List[Path]] = typer.Option(None, "--trust-code", help="Suite folder whose python hook "
                                                           "may run; repeatable."),
+          train_cutoff: Optional[str] = typer.Option(None, "--train-cutoff", help="Last day (YYYY-MM-DD) the training "
+                                                     "data covers: items dated on or before it are at risk. Default: "
+                                                     "the latest `date` of the training rows."),
           force: bool = typer.Option(False, "--force", help="Replace the scan already in --out.")) -> None:
     """Scan training data for copies of eval items; label each item clean / suspect / contaminated."""
     from harness.errors import ConfigError
     from harness.leaks import LeakConfig, eval_items, parse_field_specs, scan, write_leaks
     from harness.leaks import add_membership
+    from harness.leaks.temporal import parse_cutoff
 
+    cutoff = parse_cutoff(train_cutoff)  # a bad date fails before the scan
     fields = parse_field_specs(field)
     if (model or adapter) and not membership:
         membership = True
@@ -126,7 +192,8 @@ def leaks(train: List[Path] = typer.Option(..., "--train", "-t", help="Training 
         def progress(done: int, total: int) -> None:
             bar.update(tid, completed=done, total=max(total, 1))
 
-        report = scan([str(p) for p in train], items, cfg, fields=fields, workers=workers, progress=progress)
+        report = scan([str(p) for p in train], items, cfg, fields=fields, workers=workers, progress=progress,
+                      train_cutoff=cutoff)
     if membership:
         from harness.evaluate import models
         from harness.leaks.membership import membership as min_k

@@ -47,6 +47,7 @@ class RunConfig:
     force: bool = False
     command: list[str] = field(default_factory=list)
     train_files: list[Path] = field(default_factory=list)  # scanned for leaks into the eval items
+    train_cutoff: str | None = None  # last day the training data covers (YYYY-MM-DD; harness.leaks.temporal)
     extra_meta: dict[str, Any] = field(default_factory=dict)  # e.g. training records from `harness ab`
     order_seed: int | None = None  # shuffle batch composition (noise calibration); None: length-sorted
     perturb: int = 0  # re-ask each suite item under this many seeded prompt variants (harness.evaluate.perturb)
@@ -59,6 +60,7 @@ class RunConfig:
                 "limit_per_subject": self.limit_per_subject, "limit": self.limit,
                 "include_base": self.include_base, "dtype": self.dtype, "seed": self.seed, "judge": self.judge,
                 "train_files": [str(p) for p in self.train_files],
+                **({"train_cutoff": self.train_cutoff} if self.train_cutoff else {}),
                 **({"order_seed": self.order_seed} if self.order_seed is not None else {}),
                 **({"perturb": self.perturb} if self.perturb else {}),
                 **({"baselines": list(self.baselines)} if self.baselines else {}),
@@ -109,6 +111,13 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> RunMet
         raise ConfigError(f"--perturb must be 0 or more, got {cfg.perturb}", "pass e.g. --perturb 3")
     if cfg.perturb and not cfg.suites:
         raise ConfigError("--perturb re-asks suite items, and this run has no --suite", "add --suite NAME, or drop --perturb")
+    if cfg.train_cutoff is not None:
+        if not cfg.train_files:
+            raise ConfigError("--train-cutoff dates the training data, and this run has no --train",
+                              "add --train FILE, or drop --train-cutoff")
+        from harness.leaks.temporal import parse_cutoff
+
+        parse_cutoff(cfg.train_cutoff)
     if cfg.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {cfg.batch_size}", "pass a positive number")
     from harness.evaluate.devices import peak_memory
@@ -197,11 +206,11 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> RunMet
     if not dist.is_main:  # rank 0 holds every record and alone writes the run folder
         return None
     if leak_report is not None:
-        labels = leak_report.label_map()
+        from harness.leaks.report import item_tags
+
+        tags = item_tags(leak_report)  # leak label, contamination kind, temporal status
         for rec in records:
-            label = labels.get((rec["task"], rec["item_id"]))
-            if label is not None:
-                rec["leak"] = label
+            rec.update(tags.get((rec["task"], rec["item_id"]), {}))
     metric_info = {}
     if cfg.benches:
         from harness.evaluate.forgetting.runner import BENCH_METRICS
@@ -245,7 +254,8 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> RunMet
         "metrics": metric_info,
         "judges": {name: jr.stats for name, jr in judge_results.items()},
         "aggregates": {"suites": suite_aggs, **({"bench": bench_aggs} if cfg.benches else {})},
-        **({"leaks": {**leak_report.summary, "clean_aggregates": clean_aggregates(records)}} if leak_report else {}),
+        **({"leaks": {**leak_report.summary, "clean_aggregates": clean_aggregates(records),
+                      "subset_aggregates": subset_aggregates(records)}} if leak_report else {}),
         **cfg.extra_meta,
         "timing": {"load_s": round(load_s, 2), "total_s": round(time.time() - started, 2),
                    "items_computed": stats["computed"], "items_cached": stats["cached"]},
@@ -267,13 +277,21 @@ def scan_leaks(cfg: RunConfig, suites, warn: Callable[[str], None]):
     for path in cfg.train_files:
         if not Path(path).exists():
             raise ConfigError(f"--train {path}: no such file or folder", "pass the adapter's training data file")
-    items = [it for s in suites for it in suite_items(s, trusted_dirs=tuple(cfg.trust_code))]
+    items = [it for s in suites for it in suite_items(s, trusted_dirs=tuple(cfg.trust_code), dates=True)]
     for bench in cfg.benches:
         if is_bench_task(bench):
             items.extend(bench_items(bench))
         else:
             warn(f"no leak check for benchmark '{bench}': offline leak data covers {', '.join(BENCH_TASKS)}")
-    return scan([str(p) for p in cfg.train_files], items, workers=2)
+    return scan([str(p) for p in cfg.train_files], items, workers=2, train_cutoff=cfg.train_cutoff)
+
+
+def subset_aggregates(records: list[dict]) -> dict[str, Any]:
+    """Item-level metric means on contaminated items (all, input only, input + answer) and on
+    items by date against the training cutoff (harness.analysis.leak_subsets)."""
+    from harness.analysis.leak_subsets import subset_aggregates as means
+
+    return means(records)
 
 
 def clean_aggregates(records: list[dict]) -> dict[str, Any]:

@@ -13,7 +13,9 @@ eval-side index and LeakConfig), `overlap` (GPT-3 / PaLM / Llama 2 n-gram rules)
 `minhash` (near-duplicates), `exact` (normalised exact copies, for items too short for
 n-grams; also `harness train`'s overlap check), `membership` (Min-K% under adapter vs base; imports torch
 only when called), `blocks` (the map step and its reduce), `scan` (orchestration on a
-process pool), `report` (records, labels, summary, files), `items` (eval items).
+process pool), `report` (records, labels, summary, files), `items` (eval items),
+`contamination` (input-only vs input+answer copies), `temporal` (dates against the
+training cutoff).
 """
 
 from harness.leaks.fields import FieldMap, parse_field_specs

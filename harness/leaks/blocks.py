@@ -13,12 +13,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from harness.leaks.exact import KINDS, find
+from harness.leaks.contamination import answer_rows
+from harness.leaks.exact import ITEM, KINDS, PAIR, find
 from harness.leaks.index import EvalIndex
 from harness.leaks.minhash import find_segments, match_segments
 from harness.leaks.ngrams import token_stream
 from harness.leaks.normalize import quote_span
-from harness.leaks.overlap import best_runs, covered_tokens, ngram_runs, prefilter
+from harness.leaks.overlap import Runs, best_runs, covered_tokens, ngram_runs, prefilter
 
 
 @dataclass
@@ -52,6 +53,8 @@ class Partial:
         longest: Item -> longest common substring in tokens.
         minhash: Item -> best estimated Jaccard of a near-duplicate segment.
         exact: Item -> best coverage of an exact copy (harness.leaks.exact).
+        answers: Item -> (source, seq, chunk-local row) of the first row holding the item's
+            input with a gold answer (harness.leaks.contamination).
         evidence: Item -> best locations (top `evidence_per_item` per detector).
         rows: (source, seq) -> (first row id or -1 if unknown yet, rows in the block).
         stats: Counters (rows, bytes, tokens, prefilter candidates, ...).
@@ -65,12 +68,15 @@ class Partial:
     rows: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
     stats: collections.Counter = field(default_factory=collections.Counter)
     exact: dict[int, float] = field(default_factory=dict)
+    answers: dict[int, tuple[int, int, int]] = field(default_factory=dict)
 
     def merge(self, other: "Partial", per_item: int = 3) -> "Partial":
         """Union of two partials (order-independent)."""
         out = Partial(np.union1d(self.palm, other.palm), np.union1d(self.llama, other.llama),
                       dict(self.longest), dict(self.minhash), {k: list(v) for k, v in self.evidence.items()},
-                      {**self.rows, **other.rows}, self.stats + other.stats, dict(self.exact))
+                      {**self.rows, **other.rows}, self.stats + other.stats, dict(self.exact), dict(self.answers))
+        for k, v in other.answers.items():
+            out.answers[k] = min(v, out.answers.get(k, v))  # the earliest row, whichever block came first
         for k, v in other.longest.items():
             out.longest[k] = max(v, out.longest.get(k, 0))
         for k, v in other.minhash.items():
@@ -113,18 +119,28 @@ def scan_block(texts: Sequence[str], index: EvalIndex, source: int = 0, seq: int
         The block's Partial (its `rows` entry is filled in by the caller, who knows the
         block's first row id).
     """
-    cfg = index.config
     texts = list(texts)
     ts = token_stream(texts)
     part = Partial()
     part.stats.update(rows=len(texts), tokens=len(ts.hashes))
-    if index.exact is not None:
-        _exact(part, texts, ts, index, source, seq)
+    exact_pairs = _exact(part, texts, ts, index, source, seq) if index.exact is not None else []
+    runs, near_dups = _ngram_and_minhash(part, texts, ts, index, source, seq)
+    if index.gold is not None and (exact_pairs or len(runs.item) or near_dups):
+        found = answer_rows(index.gold, index.offsets, index.config.llama_min_match, ts, runs, exact_pairs, near_dups)
+        part.answers = {it: (source, seq, r) for it, r in found.items()}
+    return part
+
+
+def _ngram_and_minhash(part: Partial, texts: list[str], ts, index: EvalIndex, source: int,
+                       seq: int) -> tuple[Runs, list[tuple[int, int]]]:
+    """The n-gram rules and MinHash into `part`; returns the runs and (item, row) near-duplicates."""
+    cfg = index.config
     if len(ts.hashes) < cfg.prefilter_n:
-        return part
+        return Runs.empty(), []
     hits = prefilter(ts, index)
     part.stats.update(prefilter_candidates=hits.candidates, prefilter_hits=len(hits.pos))
     runs = ngram_runs(ts, hits, index)
+    near_dups: list[tuple[int, int]] = []
     part.stats.update(ngram_runs=len(runs.item))
     if len(runs.item):
         part.palm = runs.pairs_flat
@@ -149,15 +165,17 @@ def scan_block(texts: Sequence[str], index: EvalIndex, source: int = 0, seq: int
                 best[it] = (jac, seg)
         for it, (jac, seg) in best.items():
             part.minhash[it] = jac
+            near_dups.append((it, int(seg.row)))
             a, b = seg.start - int(ts.row_start[seg.row]), seg.end - int(ts.row_start[seg.row])
             part.evidence.setdefault(it, []).append(Evidence(
                 "minhash", round(jac, 4), source, seq, seg.row, (a, b), None,
                 quote_span(texts[seg.row], a, b, cfg.quote_chars)))
-    return part
+    return runs, near_dups
 
 
-def _exact(part: Partial, texts: list[str], ts, index: EvalIndex, source: int, seq: int) -> None:
-    """Exact copies of items, their inputs and short question/answer pairs (exact.py)."""
+def _exact(part: Partial, texts: list[str], ts, index: EvalIndex, source: int, seq: int) -> list[tuple[int, int]]:
+    """Exact copies of items, their inputs and short question/answer pairs (exact.py); returns
+    (item, row) of every copy of a whole item or of an input with its answer."""
     cfg = index.config
     ex = index.exact
     hits = find(ts, ex)
@@ -169,6 +187,10 @@ def _exact(part: Partial, texts: list[str], ts, index: EvalIndex, source: int, s
     best: dict[tuple[int, int], int] = {}
     for k in keep[np.argsort(-cov[keep], kind="stable")].tolist():
         best.setdefault((int(ex.item[hits.post[k]]), int(hits.row[k])), k)
+    # A whole-item copy holds the answer unless the model is shown it anyway (MMLU's options).
+    shown = index.gold.shown if index.gold is not None else np.zeros(index.n_items, bool)
+    with_answer = [(it, r) for (it, r), k in best.items()
+                   if int(ex.kind[hits.post[k]]) == PAIR or (int(ex.kind[hits.post[k]]) == ITEM and not shown[it])]
     taken: collections.Counter = collections.Counter()
     for (it, r), k in best.items():
         c = float(cov[k])
@@ -180,6 +202,7 @@ def _exact(part: Partial, texts: list[str], ts, index: EvalIndex, source: int, s
         part.evidence.setdefault(it, []).append(Evidence(
             "exact", round(c, 4), source, seq, r, (a, b), None, quote_span(texts[r], a, b, cfg.quote_chars),
             KINDS[int(ex.kind[hits.post[k]])]))
+    return with_answer
 
 
 class Accumulator:
@@ -195,6 +218,7 @@ class Accumulator:
         self.minhash = np.zeros(index.n_items, np.float64)
         self.exact = np.zeros(index.n_items, np.float64)
         self.evidence: dict[int, list[Evidence]] = {}
+        self.answers: dict[int, tuple[int, int, int]] = {}
         self.rows: dict[tuple[int, int], tuple[int, int]] = {}
         self.stats: collections.Counter = collections.Counter()
 
@@ -211,5 +235,7 @@ class Accumulator:
             self.exact[k] = max(self.exact[k], v)
         for k, v in p.evidence.items():
             self.evidence[k] = _top_evidence(self.evidence.get(k, []) + v, self.per_item)
+        for k, v in p.answers.items():
+            self.answers[k] = min(v, self.answers.get(k, v))
         self.rows.update(p.rows)
         self.stats.update(p.stats)

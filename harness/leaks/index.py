@@ -16,6 +16,8 @@ Layout. Item tokens live in one flat space: item i's token q has flat id `offset
 * MinHash signatures of every item and a datasketch MinHashLSH over them.
 * exact keys (harness.leaks.exact): whole-text hashes of each item, its inputs and short
   input+answer pairs, for items too short to have the n-grams above.
+* gold answers (harness.leaks.contamination): each answer's token hashes and place in its
+  item, to tell copies of an item's input from copies that hold its answer too.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from harness.errors import ConfigError
+from harness.leaks.contamination import build_gold
 from harness.leaks.exact import build_exact
 from harness.leaks.items import EvalItem
 from harness.leaks.ngrams import Bitmap, ngram_hashes, token_stream, within_rows
@@ -133,6 +136,7 @@ class EvalIndex:
     ans_end: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))    # tokens), as flat token ranges
     minhash: Any = None            # harness.leaks.minhash.MinHashIndex or None
     exact: Any = None              # harness.leaks.exact.ExactIndex or None
+    gold: Any = None               # harness.leaks.contamination.GoldIndex or None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -194,6 +198,7 @@ def build_index(items: Sequence[EvalItem], config: LeakConfig | None = None) -> 
                       post_flat=post_flat, informative=informative)
     index.ans_item, index.ans_start, index.ans_end = _answer_ranges(items, offsets, cfg.llama_min_match)
     index.exact = build_exact(items, cfg.palm_n, cfg.exact_min_tokens)
+    index.gold = build_gold(items, all_th, offsets)
     if cfg.minhash:
         from harness.leaks.minhash import build_minhash_index
 

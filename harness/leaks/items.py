@@ -70,6 +70,10 @@ class EvalItem:
         inputs: What the model is shown for this item (rendered prompt, question, context),
             matched as exact copies by `harness.leaks.exact`; empty means the text before
             the first answer.
+        answer_shown: The gold answer is part of what the model is shown (MMLU lists its
+            options in the prompt), so a training copy of the item's text alone is not a
+            copy of its answer (harness.leaks.contamination).
+        date: The item's date, ISO `YYYY-MM-DD` (harness.leaks.temporal), or None.
     """
 
     task: str
@@ -79,6 +83,8 @@ class EvalItem:
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     answers: tuple[tuple[int, int], ...] = field(default=(), compare=False)
     inputs: tuple[str, ...] = field(default=(), compare=False)
+    answer_shown: bool = field(default=False, compare=False)
+    date: str | None = field(default=None, compare=False)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -125,24 +131,33 @@ def flatten_text(value: Any, messages: bool = False) -> list[str]:
 # --------------------------------------------------------------------------- suites
 
 
-def suite_items(suite: Any, limit: int | None = None, trusted_dirs: tuple = ()) -> list[EvalItem]:
+def suite_items(suite: Any, limit: int | None = None, trusted_dirs: tuple = (),
+                dates: bool = False) -> list[EvalItem]:
     """Items of a suite: text = its examples' variable values, then the references.
 
     Args:
         suite: A `harness.evaluate.suites.Suite`, or a name/folder for `load_suite`.
         limit: First N examples only (as `harness run --limit`).
         trusted_dirs: Passed to `load_suite` for suites with python hooks.
+        dates: Read each item's date (harness.leaks.temporal.suite_dates); a bad date
+            is then an error naming its file and line.
     """
     from harness.evaluate.suites import Suite, load_suite
 
     if not isinstance(suite, Suite):
         suite = load_suite(suite, trusted_dirs)
+    examples = suite.examples(limit)
+    when: dict[str, str | None] = {}
+    if dates:
+        from harness.leaks.temporal import suite_dates
+
+        when = suite_dates(suite, examples)
     items = []
-    for ex in suite.examples(limit):
+    for ex in examples:
         context = flatten_text(list(ex.vars.values()))
         text, spans = _join_with_spans(context, flatten_text(list(ex.references)))
         items.append(EvalItem(suite.name, str(ex.id), text, "suite", answers=spans,
-                              inputs=_suite_inputs(suite, ex, "\n".join(context))))
+                              inputs=_suite_inputs(suite, ex, "\n".join(context)), date=when.get(str(ex.id))))
     return items
 
 
@@ -212,8 +227,10 @@ def _mmlu_items(root: Path, limit: int | None, subjects: list[str] | None = None
         for i, row in enumerate(rows[:limit] if limit is not None else rows):
             choices = [str(c) for c in row["choices"]]
             text = "\n".join([row["question"], *choices])
+            # lm-eval's MMLU prompt lists the options, so the correct one is shown to the model
             yield EvalItem(task, f"{subject}:{i}", text, "bench", {"subject": subject, "row": i},
-                           _option_span(row["question"], choices, row.get("answer")), (row["question"],))
+                           _option_span(row["question"], choices, row.get("answer")), (row["question"],),
+                           answer_shown=True)
 
 
 def _hellaswag_items(root: Path, limit: int | None) -> Iterator[EvalItem]:
@@ -300,7 +317,7 @@ def parse_bench_list(spec: str | list[str] | None) -> list[str]:
 
 
 def eval_items(suites: list[str] | None = None, benches: list[str] | str | None = None, limit: int | None = None,
-               trusted_dirs: list | tuple | None = ()) -> list[EvalItem]:
+               trusted_dirs: list | tuple | None = (), dates: bool = True) -> list[EvalItem]:
     """Items of suites and benchmarks, everything validated before any is read.
 
     Args:
@@ -308,9 +325,10 @@ def eval_items(suites: list[str] | None = None, benches: list[str] | str | None 
         benches: Benchmark task names ("mmlu,hellaswag" or a list).
         limit: First N items of each suite and task (mmlu: of each subject).
         trusted_dirs: Folders whose suite hooks may run.
+        dates: Read suite items' dates (benchmark items are undated).
 
     Raises:
-        ConfigError: nothing asked for, unknown suite or task, negative limit.
+        ConfigError: nothing asked for, unknown suite or task, negative limit, a bad date.
     """
     from harness.evaluate.suites import load_suite
 
@@ -324,7 +342,7 @@ def eval_items(suites: list[str] | None = None, benches: list[str] | str | None 
     loaded = [load_suite(s, [str(p) for p in trusted_dirs or ()]) for s in suites]
     items: list[EvalItem] = []
     for suite in loaded:
-        items += suite_items(suite, limit)
+        items += suite_items(suite, limit, dates=dates)
     for task in tasks:
         items += bench_items(task, limit)
     return items

@@ -12,6 +12,10 @@ Labels combine the detectors as follows (LABEL_RULE, also written to the log):
   >= 20% (not clean), or an exact copy of an input covering >= 20% of the item, or a
   Min-K% membership outlier (adapter vs base);
 * clean: none of these.
+
+A contaminated item also records which kind of contamination was found (`contamination`:
+`input_only` or `input_answer`, the rule in harness.leaks.contamination) and, for
+`input_answer`, the first training row holding its input with a gold answer (`answer_row`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import numpy as np
 
 from harness.errors import HarnessError
 from harness.leaks.blocks import Accumulator, Partial
+from harness.leaks.contamination import KINDS as CONTAMINATION
 from harness.leaks.fields import FieldMap
 from harness.leaks.index import EvalIndex, LeakConfig
 from harness.leaks.io import Source
@@ -74,6 +79,26 @@ def label_map(report: LeakReport) -> dict[tuple[str, str], str]:
         key = (r["task"], r["item_id"])
         if key not in out or rank[r["label"]] > rank[out[key]]:
             out[key] = r["label"]
+    return out
+
+
+def item_tags(report: LeakReport) -> dict[tuple[str, str], dict[str, str]]:
+    """{(task, item_id): tags} for items.jsonl lines: `leak`, and `contamination` and
+    `temporal` where the scan set them. Items sharing a key get the worse of each tag
+    (input_answer over input_only, at_risk over the others), as `label_map` does."""
+    worse = {"leak": {lab: i for i, lab in enumerate(LABELS)},
+             "contamination": {"input_only": 0, "input_answer": 1},
+             "temporal": {"undated": 0, "after_cutoff": 1, "at_risk": 2}}
+    out: dict[tuple[str, str], dict[str, str]] = {}
+    for r in report.records:
+        tags = out.setdefault((r["task"], r["item_id"]), {})
+        for key, rank in worse.items():
+            value = r["label"] if key == "leak" else r.get(key)
+            if value is not None and (key not in tags or rank[value] > rank[tags[key]]):
+                tags[key] = value
+    for tags in out.values():
+        if tags["leak"] != "contaminated":  # a duplicate key whose worse label is not contaminated
+            tags.pop("contamination", None)
     return out
 
 
@@ -165,12 +190,26 @@ def item_records(acc: Accumulator, index: EvalIndex, sources: list[Source]) -> l
                 ev["jaccard"] = e.score
             ev["span"] = e.span
             evidence.append(ev)
-        rec = {"task": item.task, "item_id": item.item_id, "kind": item.kind, "label": label_of(det),
-               "tokens": int(ntok[i]), "detectors": det, "evidence": evidence}
+        label = label_of(det)
+        rec = {"task": item.task, "item_id": item.item_id, "kind": item.kind, "label": label}
+        if label == "contaminated":
+            rec["contamination"] = "input_answer" if i in acc.answers else "input_only"
+            if i in acc.answers:
+                src_i, seq, r = acc.answers[i]
+                rec["answer_row"] = _where(sources[src_i], row0.get((src_i, seq), 0) + r)
+        rec.update({"tokens": int(ntok[i]), "detectors": det, "evidence": evidence})
         if item.meta:
             rec["meta"] = dict(item.meta)
         records.append(rec)
     return records
+
+
+def _where(src: Source, row: int) -> dict[str, Any]:
+    """A training location as evidence records give it: source, 0-based row, 1-based line."""
+    out: dict[str, Any] = {"source": src.path, "row": row}
+    if src.format in ("jsonl", "text"):
+        out["line"] = row + 1
+    return out
 
 
 def scan_summary(records: list[dict[str, Any]], cfg: LeakConfig, sources: list[Source], hashes: dict[int, str],
@@ -179,9 +218,13 @@ def scan_summary(records: list[dict[str, Any]], cfg: LeakConfig, sources: list[S
     totals = collections.Counter()
     det_stats: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for r in records:
-        c = counts.setdefault(r["task"], {"kind": r["kind"], "n": 0, **{lab: 0 for lab in LABELS}})
+        c = counts.setdefault(r["task"], {"kind": r["kind"], "n": 0, **{lab: 0 for lab in LABELS},
+                                          **dict.fromkeys(CONTAMINATION, 0)})
         c["n"] += 1
         c[r["label"]] += 1
+        if r.get("contamination") in CONTAMINATION:
+            c[r["contamination"]] += 1
+            totals[r["contamination"]] += 1
         totals[r["label"]] += 1
         d = r["detectors"]
         det_stats["gpt3"]["hit"] += d["gpt3"]["hit"]
@@ -212,7 +255,8 @@ def scan_summary(records: list[dict[str, Any]], cfg: LeakConfig, sources: list[S
         "config": cfg.as_dict(),
         "training": {"sha256": combined, "files": files},
         "counts": counts,
-        "totals": {"n": len(records), **{lab: totals[lab] for lab in LABELS}},
+        "totals": {"n": len(records), **{lab: totals[lab] for lab in LABELS},
+                   **{k: totals[k] for k in CONTAMINATION}},
         "detectors": {k: dict(v) for k, v in det_stats.items()},
         "stats": {"rows": st["rows"], "empty_rows": st["empty_rows"], "bytes": size, "tokens": st["tokens"],
                   "prefilter_candidates": st["prefilter_candidates"], "prefilter_hits": st["prefilter_hits"],
@@ -291,9 +335,11 @@ def write_leaks(out_dir: str | os.PathLike, report: LeakReport) -> tuple[Path, P
     """Write DIR/leaks.jsonl (one record per item) and DIR/leaks.json (the summary).
 
     Each leaks.jsonl line: `task`, `item_id`, `kind`, `label` (clean/suspect/contaminated),
-    `tokens`, `detectors` (per detector: gpt3 {longest_match, hit}, palm {coverage, hit},
-    llama2 {coverage, category}, answer {coverage, hit} for items with a gold answer of
-    >= 10 tokens, minhash {jaccard, hit}, exact {coverage, category}, min_k {base,
+    for contaminated items `contamination` (input_only/input_answer) and, for input_answer,
+    `answer_row` {source, row, line}; `date` and `temporal` (at_risk/after_cutoff/undated)
+    when the scan had dates (harness.leaks.temporal); `tokens`, `detectors` (per detector:
+    gpt3 {longest_match, hit}, palm {coverage, hit}, llama2 {coverage, category}, answer
+    {coverage, hit} for items with a gold answer of >= 10 tokens, minhash {jaccard, hit}, exact {coverage, category}, min_k {base,
     adapter, shift, z, flagged} when run) and `evidence` (list of {detector, source, row
     (0-based; `line`, 1-based, for JSONL/text), match_tokens + item_tokens | jaccard |
     match + coverage (exact), span} and, for min_k, the scores).

@@ -20,6 +20,7 @@ subset used for deltas excludes both.
 from __future__ import annotations
 
 import collections
+import datetime
 import os
 import sys
 import threading
@@ -35,6 +36,7 @@ from harness.leaks.io import Source, open_source
 from harness.leaks.items import EvalItem
 from harness.leaks.report import LeakReport, item_records, scan_summary
 from harness.leaks.tasks import BadRecord, Task, line_of_offset, plan_tasks, read_task
+from harness.leaks.temporal import add_temporal, parse_cutoff, resolve_cutoff
 
 ProgressFn = Callable[[int, int], None]
 
@@ -92,7 +94,8 @@ def _bad_record(exc: BadRecord) -> HarnessError:
 
 def scan(train: str | os.PathLike | Sequence[str | os.PathLike], items: Iterable[EvalItem],
          config: LeakConfig | None = None, *, fields: FieldMap | None = None, workers: int = 2,
-         progress: ProgressFn | None = None, index: EvalIndex | None = None) -> LeakReport:
+         progress: ProgressFn | None = None, index: EvalIndex | None = None,
+         train_cutoff: str | datetime.date | None = None) -> LeakReport:
     """Scan training files for every eval item and label each one.
 
     Args:
@@ -104,14 +107,18 @@ def scan(train: str | os.PathLike | Sequence[str | os.PathLike], items: Iterable
         progress: Called as progress(done_bytes, total_bytes) after every block.
         index: A prebuilt index over `items` (its config wins), to scan several
             training sets against the same items.
+        train_cutoff: The last day the training data covers (`--train-cutoff`); None to
+            take the latest `date` of the training rows when some item is dated
+            (harness.leaks.temporal).
 
     Returns:
         LeakReport with one record per item, in item order.
 
     Raises:
-        HarnessError: unreadable training data, unknown field, malformed record.
+        HarnessError: unreadable training data, unknown field, malformed record, bad date.
     """
     t0 = time.perf_counter()
+    cutoff = parse_cutoff(train_cutoff)
     paths = [train] if isinstance(train, (str, os.PathLike)) else list(train)
     if not paths:
         raise HarnessError("no training data given", "pass --train FILE (repeatable)")
@@ -135,7 +142,11 @@ def scan(train: str | os.PathLike | Sequence[str | os.PathLike], items: Iterable
     hashes = _run(sources, index, workers, step)
     records = item_records(acc, index, sources)
     summary = scan_summary(records, cfg, sources, hashes, acc, time.perf_counter() - t0, workers, index_s)
-    return LeakReport(records, summary)
+    report = LeakReport(records, summary)
+    cutoff, cutoff_source, found = resolve_cutoff(cutoff, index.items, sources)
+    if cutoff is not None or found is not None:
+        add_temporal(report, index.items, cutoff, cutoff_source, found)
+    return report
 
 
 def _run(sources: list[Source], index: EvalIndex, workers: int, step: Callable[[Partial, int], None]) -> dict[int, str]:

@@ -177,13 +177,40 @@ class Aggregates(_Open):
 
 
 class LeakCount(_Open):
-    """Items per leak label of one task."""
+    """Items per leak label of one task; contaminated items split by what was copied."""
 
     kind: str = ""
     n: int = 0
     clean: int = 0
     suspect: int = 0
     contaminated: int = 0
+    input_only: int = 0
+    input_answer: int = 0
+
+
+class TemporalCount(_Open):
+    """Items of one task by date against the training cutoff (harness.leaks.temporal)."""
+
+    n: int = 0
+    at_risk: int = 0
+    after_cutoff: int = 0
+    undated: int = 0
+    dated: int = 0  # only without a cutoff: dated items that could not be judged
+
+
+class TemporalSummary(_Open):
+    """Temporal leakage: the cutoff, where it came from, and item counts per task."""
+
+    cutoff: Optional[str] = None  # YYYY-MM-DD, the last day the training data covers
+    cutoff_source: Optional[Literal["--train-cutoff", "training data"]] = None
+    rule: Optional[str] = None
+    training: Optional[dict[str, Any]] = None  # dated_rows, first, last (when training dates were read)
+    counts: dict[str, TemporalCount] = Field(default_factory=dict)
+    totals: Optional[TemporalCount] = None
+
+
+# kind -> task -> model -> metric means (and `n`) on one subset of items
+SubsetMeans = dict[str, dict[str, dict[str, dict[str, Number]]]]
 
 
 class LeakSummary(_Open):
@@ -193,7 +220,11 @@ class LeakSummary(_Open):
     training: dict[str, Any] = Field(default_factory=dict)
     counts: dict[str, LeakCount] = Field(default_factory=dict)
     # kind -> task -> model -> metric means on clean items (and `n`)
-    clean_aggregates: dict[str, dict[str, dict[str, dict[str, Number]]]] = Field(default_factory=dict)
+    clean_aggregates: SubsetMeans = Field(default_factory=dict)
+    # subset (harness.analysis.leak_subsets.SUBSETS: contaminated, input_only, input_answer,
+    # at_risk, after_cutoff, undated) -> the same shape as clean_aggregates; empty subsets left out
+    subset_aggregates: dict[str, SubsetMeans] = Field(default_factory=dict)
+    temporal: Optional[TemporalSummary] = None
     file: Optional[str] = None
 
 
@@ -266,7 +297,9 @@ class ItemRecord(_Open):
 
     Suite lines carry the prompt hash, references and generation costs; benchmark lines
     carry the choice log-likelihoods, `target`, `correct` and `subject`. `compare --train`
-    adds `leak`; judged suites add `judge` (per metric: level, rationale, raw reply).
+    adds `leak` (with `contamination` on contaminated items, and `temporal` when the items
+    have dates or a cutoff was given); judged suites add `judge` (per metric: level,
+    rationale, raw reply).
     """
 
     model: str
@@ -293,6 +326,8 @@ class ItemRecord(_Open):
     loglikelihoods: Optional[list[float]] = None
     doc_hash: Optional[str] = None
     leak: Optional[Literal["clean", "suspect", "contaminated"]] = None
+    contamination: Optional[Literal["input_only", "input_answer"]] = None  # on contaminated items
+    temporal: Optional[Literal["at_risk", "after_cutoff", "undated"]] = None  # against the training cutoff
     judge: Optional[dict[str, Any]] = None
     rationales: Optional[dict[str, Optional[str]]] = None
 
@@ -338,6 +373,10 @@ class LeakRecord(_Open):
     item_id: ItemId
     kind: str = "suite"
     label: Literal["clean", "suspect", "contaminated"] = "clean"
+    contamination: Optional[Literal["input_only", "input_answer"]] = None
+    answer_row: Optional[dict[str, Any]] = None  # input_answer: {source, row, line} of the first such row
+    date: Optional[str] = None
+    temporal: Optional[Literal["at_risk", "after_cutoff", "undated"]] = None
     tokens: Optional[int] = None
     detectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     evidence: list[LeakEvidence] = Field(default_factory=list)

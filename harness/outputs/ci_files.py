@@ -89,6 +89,9 @@ def render_summary(verdict: Verdict) -> str:
                   "score and Δ = adapter − arm (Holm within each adapter and arm).", ""]
         lines += _delta_table([replace(r, adapter=f"{r.adapter} vs {r.against}") for r in comp.baseline_rows],
                               comp.confidence)
+    from harness.outputs.leak_summary import summary_lines as leak_lines
+
+    lines += leak_lines(comp)  # scores on clean, contaminated (input only / + answer) and dated items
     flips_any = False
     flip_lines = ["", "### Top flips (right → wrong; largest drops for continuous metrics)", "",
                   "| adapter | task | item | metric | base → adapter | base answer | adapter answer | reference |",

@@ -138,6 +138,7 @@ class LeakCount:
     kind: str
     n: int
     counts: dict[str, int]
+    split: dict[str, int] = field(default_factory=dict)  # contaminated items: input_only, input_answer
 
 
 @dataclass
@@ -150,6 +151,16 @@ class LeakDelta:
 
 
 @dataclass
+class LeakSubsetRow:
+    """A headline task/metric on one leak subset (harness.analysis.leak_subsets)."""
+
+    adapter: str
+    subset: str  # its display label
+    full: HeadlineRow
+    row: HeadlineRow | None  # None when no item of the subset was scored for both models
+
+
+@dataclass
 class LeakPanel:
     label_rule: str | None
     training_sha256: str | None
@@ -158,6 +169,8 @@ class LeakPanel:
     evidence: list[dict[str, Any]]
     evidence_total: int
     evidence_file: bool
+    subsets: list[LeakSubsetRow] = field(default_factory=list)
+    temporal: Any = None  # the run's TemporalSummary: cutoff and per-task counts
 
 
 def _labels_from_items(items: list[ItemRecord]) -> dict[tuple[str, str, str], str]:
@@ -188,8 +201,10 @@ def _read_evidence(view: Any) -> tuple[list[dict[str, Any]], int, bool]:
     shown = []
     for rec in flagged[:LEAK_EVIDENCE_ITEMS]:
         ev = rec.evidence[:LEAK_EVIDENCE_PER_ITEM]
+        answer = [{"detector": "row with input + answer", **rec.answer_row, "span": None}] if rec.answer_row else []
         shown.append({"task": rec.task, "item_id": rec.item_id, "label": rec.label,
-                      "evidence": [e.model_dump(exclude={"item_tokens"}, exclude_unset=True) for e in ev]})
+                      "contamination": rec.contamination, "temporal": rec.temporal,
+                      "evidence": [e.model_dump(exclude={"item_tokens"}, exclude_unset=True) for e in ev] + answer})
     return shown, len(flagged), True
 
 
@@ -199,7 +214,8 @@ def leaks(view: Any) -> LeakPanel | None:
     if summary is None and not labels:
         return None
     summary = summary or LeakSummary()
-    counts = [LeakCount(task, c.kind, c.n, {lab: getattr(c, lab) for lab in LEAK_LABELS})
+    counts = [LeakCount(task, c.kind, c.n, {lab: getattr(c, lab) for lab in LEAK_LABELS},
+                        {"input_only": c.input_only, "input_answer": c.input_answer})
               for task, c in summary.counts.items()]
     if not counts and labels:
         per: dict[tuple[str, str], dict[str, int]] = {}
@@ -216,9 +232,18 @@ def leaks(view: Any) -> LeakPanel | None:
                 continue
             clean = comp.row(h.row.adapter, h.row.task, h.row.metric, kind=h.row.kind, subset="clean")
             deltas.append(LeakDelta(h.row.adapter, h, HeadlineRow.of(clean) if clean else None))
+    subsets = []
+    if comp is not None:
+        from harness.analysis.leak_subsets import label, subset_rows
+
+        for full, subset, row in subset_rows(comp, [h.row for h in view.headline]):
+            if subset != "clean":  # the table above has the clean items
+                subsets.append(LeakSubsetRow(full.adapter, label(subset), HeadlineRow.of(full),
+                                             HeadlineRow.of(row) if row else None))
     evidence, total, has_file = _read_evidence(view)
     return LeakPanel(label_rule=summary.label_rule, training_sha256=summary.training.get("sha256"), counts=counts,
-                     deltas=deltas, evidence=evidence, evidence_total=total, evidence_file=has_file)
+                     deltas=deltas, evidence=evidence, evidence_total=total, evidence_file=has_file, subsets=subsets,
+                     temporal=summary.temporal)
 
 
 # --------------------------------------------------------------------------- cost

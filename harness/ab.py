@@ -42,6 +42,7 @@ class ABConfig:
     train_cutoff: str | None = None  # last day the training data covers (harness.leaks.temporal)
 
 
+    bench_format: Any = None  # harness.evaluate.forgetting.chat_format.BenchFormat; None: plain prompts
 def _arm_config(path: Path | None, ab: ABConfig):
     from harness.train import load_train_config, make_config
 
@@ -140,8 +141,15 @@ def run_ab(ab: ABConfig, *, policy: str | Path | Policy | None = None, noise: st
 
     def add_summary(meta: RunMeta) -> RunMeta:
         meta.ab = ABSummary(seeds=ab.seeds, arms=sorted({r["arm"] for r in training.values()}),
+    if gate.policy is not None and gate.policy.b_vs_a and gate.policy.b_vs_a.rules and ab.vs is None:
+        raise ConfigError(f"{gate.policy.source or 'policy'}: b_vs_a rules compare arm B with arm A, but no --vs "
+                          "was given", "pass --vs CONFIG (arm B's training settings), or remove `b_vs_a.rules`")
+    from harness.evaluate.forgetting.chat_format import BenchFormat, with_policy
+
+    ab.bench_format = with_policy(ab.bench_format or BenchFormat(), gate.policy)
                             summary=seed_summary(meta, training))
         RunFolder(ab.out).write_meta(meta)
         return meta
 
     return pipeline.run(ab.out, evaluate, gate, log=log, evaluated=add_summary, trackers=trackers)
+                        **({"bench_format": ab.bench_format} if ab.bench_format is not None else {}),

@@ -65,6 +65,9 @@ PickleOpt = typer.Option(False, "--allow-pickle", help="Allow pickle checkpoints
 RemoteOpt = typer.Option(False, "--trust-remote-code", help="Allow models that ship their own Python code.")
 TrustOpt = typer.Option(None, "--trust-code", help="Suite folder whose python hook may run; repeatable.")
 CutoffOpt = typer.Option(None, "--train-cutoff", help="Last day (YYYY-MM-DD) the training data covers: eval items dated on or before it are at risk of temporal leakage. Default: the latest `date` of the training rows.")
+ChatOpt = typer.Option(False, "--chat-template", help="Render benchmark prompts through the base's chat template (lm-eval's apply_chat_template).")
+MultiturnOpt = typer.Option(True, "--fewshot-as-multiturn/--fewshot-single-turn", help="With --chat-template: few-shot examples as earlier turns (default) or in one user turn.")
+SystemOpt = typer.Option(None, "--system-instruction", help="System instruction for benchmark prompts: TEXT, or @FILE.")
 PerturbOpt = typer.Option(0, "--perturb", help="Re-ask each suite item under K seeded prompt variants (task SUITE~perturbed, metric consistent).")
 LogToOpt = typer.Option(None, "--log-to", help=trackers.LOG_TO_HELP)
 BaselineOpt = typer.Option(None, "--baseline", help="Extra arm: the base prompted with fewshot:K examples from the suite's pool, or system:FILE; repeatable.")
@@ -78,19 +81,23 @@ def _benches(values) -> list[str]:
 
 def _run_config(base, adapters, suite, bench, num_fewshot, limit_per_subject, limit, out, batch_size, dtype, seed,
                 no_cache, force, allow_pickle, trust_remote_code, trust_code, include_base, judge=True, train=None,
-                perturb=0, **hardware):
+                perturb=0, chat_template=False, fewshot_as_multiturn=True, system_instruction=None, **hardware):
     """A `RunConfig` from the shared options; `hardware`: device, device_map, load_in, engine, tensor_parallel."""
     from harness.evaluate.devices import check_syntax
     from harness.evaluate.run import RunConfig
 
     check_syntax(hardware.get("device", "auto"), dtype, hardware.get("device_map"), hardware.get("load_in"))
+    from harness.evaluate.forgetting.chat_format import BenchFormat, system_text
+
+    bench_format = BenchFormat(chat_template=chat_template, fewshot_as_multiturn=fewshot_as_multiturn,
+                               system_instruction=system_text(system_instruction))
 
     return RunConfig(base=base, adapters=list(adapters or []), suites=list(suite or []), benches=_benches(bench),
                      num_fewshot=num_fewshot, limit_per_subject=limit_per_subject, limit=limit,
                      out=Path(out) if out else _default_out(), include_base=include_base, batch_size=batch_size,
                      dtype=dtype, seed=seed, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
                      trust_code=[Path(p) for p in trust_code or []], use_cache=not no_cache, judge=judge, force=force,
-                     train_files=[Path(p) for p in train or []], perturb=perturb,
+                     train_files=[Path(p) for p in train or []], perturb=perturb, bench_format=bench_format,
                      command=["harness", *sys.argv[1:]], **hardware)
 
 
@@ -207,13 +214,15 @@ def run(model: str = typer.Argument(..., help="Base model: folder, .gguf file, a
         device: str = DeviceOpt, device_map: Optional[str] = DeviceMapOpt,
         load_in: Optional[str] = LoadInOpt, engine: str = EngineOpt, tensor_parallel: int = TPOpt,
         trust_code: Optional[List[Path]] = TrustOpt, perturb: int = PerturbOpt,
+        chat_template: bool = ChatOpt, fewshot_as_multiturn: bool = MultiturnOpt, system_instruction: Optional[str] = SystemOpt,
         log_to: Optional[List[str]] = LogToOpt, mlflow_uri: Optional[str] = MlflowUriOpt) -> None:
     """Evaluate one model (with its adapters applied, if any) on suites."""
     targets = trackers.prepare(log_to, mlflow_uri)  # before any model loads
     cfg = _run_config(model, adapter, suite, bench, num_fewshot, limit_per_subject, limit, out, batch_size, dtype, seed,
                       no_cache, force, allow_pickle, trust_remote_code, trust_code, include_base=not adapter, judge=judge,
                       perturb=perturb, device=device, device_map=device_map, load_in=load_in, engine=engine,
-                      tensor_parallel=tensor_parallel)
+                      tensor_parallel=tensor_parallel, chat_template=chat_template,
+                      fewshot_as_multiturn=fewshot_as_multiturn, system_instruction=system_instruction)
     cfg.train_files, cfg.train_cutoff = [Path(p) for p in train or []], train_cutoff
     meta = _evaluate(cfg)
     if meta is not None:  # None: another rank of a data-parallel launch (rank 0 prints)
@@ -231,6 +240,8 @@ def compare(base: str = typer.Argument(..., help="Base model: folder, .gguf file
             trust_code: Optional[List[Path]] = TrustOpt,
             device: str = DeviceOpt, device_map: Optional[str] = DeviceMapOpt, load_in: Optional[str] = LoadInOpt,
             engine: str = EngineOpt, tensor_parallel: int = TPOpt, perturb: int = PerturbOpt,
+            chat_template: bool = ChatOpt, fewshot_as_multiturn: bool = MultiturnOpt,
+            system_instruction: Optional[str] = SystemOpt,
             train_cutoff: Optional[str] = CutoffOpt,
             policy: Optional[Path] = typer.Option(None, "--policy", "-p", help="Gate policy YAML (see ci/gate.yaml): pass/fail after the run."),
             noise: Optional[Path] = typer.Option(None, "--noise", help="Noise floor from `harness calibrate`, for the gate."),
@@ -254,7 +265,11 @@ def compare(base: str = typer.Argument(..., help="Base model: folder, .gguf file
     cfg = _run_config(base, adapters, suite, bench, num_fewshot, limit_per_subject, limit, out, batch_size, dtype,
                       seed, no_cache, force, allow_pickle, trust_remote_code, trust_code, include_base=True,
                       judge=judge, train=train, perturb=perturb, device=device, device_map=device_map, load_in=load_in, engine=engine,
-                      tensor_parallel=tensor_parallel)
+                      tensor_parallel=tensor_parallel, chat_template=chat_template,
+                      fewshot_as_multiturn=fewshot_as_multiturn, system_instruction=system_instruction)
+    from harness.evaluate.forgetting.chat_format import with_policy
+
+    cfg.bench_format = with_policy(cfg.bench_format, gate.policy)
     cfg.baselines, cfg.baseline_models = list(baseline or []), list(baseline_model or [])
 
     cfg.train_cutoff = train_cutoff

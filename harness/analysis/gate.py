@@ -342,6 +342,21 @@ def apply_gate(run_dir: str | Path, policy_path: str | Path | Policy,
 
     Args:
         run_dir: The --out folder of `harness compare`.
+def _check_bench_prompts(policy: Policy, meta, run_dir) -> None:
+    """A policy that fixes how benchmarks are rendered decides only runs rendered that way."""
+    if policy.bench_prompts is None or not meta.spec.benches:
+        return
+    fmt = meta.spec.bench_format
+    want, got = policy.bench_prompts.record(), fmt.model_dump(exclude_unset=True) if fmt else {}
+    if want != got:
+        def say(fmt: dict) -> str:
+            return "plain prompts" if not fmt else ", ".join(f"{k}={v!r}" for k, v in sorted(fmt.items()))
+        raise ConfigError(f"{run_dir}: benchmarks were rendered with {say(got)}, but the policy's bench_prompts "
+                        f"require {say(want)}",
+                        "re-run compare with the policy (it applies bench_prompts), or with the matching "
+                        "--chat-template/--system-instruction flags")
+
+
         policy_path: Policy YAML file (or an already loaded Policy).
         noise: A `harness calibrate` file; overrides the policy's `noise_floor`.
 
@@ -358,3 +373,4 @@ def apply_gate(run_dir: str | Path, policy_path: str | Path | Policy,
     comparison = Comparison.from_run_dir(run_dir, **policy.comparison_settings())
     verdict = evaluate(comparison, policy, floor)
     return verdict, verdict.exit_code
+    _check_bench_prompts(policy, comparison.meta, run_dir)

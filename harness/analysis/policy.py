@@ -108,6 +108,53 @@ class Policy(BaseModel):
     """A gate policy file."""
 
     model_config = ConfigDict(extra="forbid")
+class ArmRule(BaseModel):
+    """A `b_vs_a` rule: what arm B of `harness ab --vs` must show against arm A on one metric."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Optional[str] = None
+    task: str = Field(min_length=1)
+    kind: Optional[Literal["suite", "bench"]] = None
+    metric: str = Field(min_length=1)
+    require: Literal["win", "no-loss"] = "win"
+
+    @model_validator(mode="after")
+    def _default_name(self) -> "ArmRule":
+        if self.name is None:
+            self.name = f"b-vs-a-{self.task}-{self.metric}-{self.require}"
+        return self
+
+
+class ArmPolicy(BaseModel):
+    """`b_vs_a:`: the B-vs-A rule's spread multiple and the metrics on which it blocks (docs/ab.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    spread_k: float = Field(1.0, gt=0)
+    rules: list[ArmRule] = Field(default_factory=list)
+
+
+class BenchPrompts(BaseModel):
+    """How the policy's benchmarks must be rendered (`bench_prompts:`); compare and ab run
+    them this way unless the command line says otherwise, and the gate refuses a run that
+    rendered them differently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    chat_template: bool = False
+    fewshot_as_multiturn: bool = True
+    system_instruction: Optional[str] = None
+
+    def record(self) -> dict:
+        """The run.json `spec.bench_format` a run rendered this way carries ({} for plain)."""
+        if not self.chat_template and not self.system_instruction:
+            return {}
+        return {"chat_template": self.chat_template,
+                "fewshot_as_multiturn": self.fewshot_as_multiturn if self.chat_template else False,
+                **({"system_instruction": self.system_instruction} if self.system_instruction else {})}
+
+
 
     version: Literal[1] = 1
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
@@ -121,6 +168,8 @@ class Policy(BaseModel):
     _source: Optional[Path] = PrivateAttr(None)
 
     @property
+    b_vs_a: Optional[ArmPolicy] = None
+    bench_prompts: Optional[BenchPrompts] = None
     def source(self) -> Path | None:
         """The file the policy was read from, if any."""
         return self._source

@@ -32,12 +32,16 @@ def register(app: typer.Typer) -> None:
            trust_code: Optional[List[Path]] = typer.Option(None, "--trust-code"),
            train_cutoff: Optional[str] = typer.Option(None, "--train-cutoff", help="Last day (YYYY-MM-DD) the training data covers; default: its latest row `date`."),
            perturb: int = typer.Option(0, "--perturb", help="Re-ask each suite item under K seeded prompt variants."),
+           chat_template: bool = typer.Option(False, "--chat-template", help="Render benchmark prompts through the base's chat template."),
+           fewshot_as_multiturn: bool = typer.Option(True, "--fewshot-as-multiturn/--fewshot-single-turn"),
+           system_instruction: Optional[str] = typer.Option(None, "--system-instruction", help="TEXT, or @FILE."),
            force: bool = typer.Option(False, "--force", help="Retrain adapters whose folders hold other trainings."),
            log_to: Optional[List[str]] = typer.Option(None, "--log-to", help=LOG_TO_HELP),
            mlflow_uri: Optional[str] = typer.Option(None, "--mlflow-uri", help=MLFLOW_URI_HELP)) -> None:
         """Train one LoRA adapter per seed (and per config with --vs), leak-check, compare, gate, report."""
         from harness.ab import ABConfig, run_ab
         from harness.errors import ConfigError
+        from harness.evaluate.forgetting.chat_format import BenchFormat, system_text
         from harness.log.folder import RunFolder
         from harness.outputs.trackers import prepare
 
@@ -51,7 +55,8 @@ def register(app: typer.Typer) -> None:
                        limit=limit, limit_per_subject=limit_per_subject, num_fewshot=num_fewshot, dtype=dtype, device=device,
                        trust_code=list(trust_code or []), force=force, command=["harness", *sys.argv[1:]],
                        train_cutoff=train_cutoff,
-                       perturb=perturb)
+                       perturb=perturb, bench_format=BenchFormat(chat_template, fewshot_as_multiturn,
+                                                                 system_text(system_instruction)))
         trackers = prepare(log_to, mlflow_uri)  # before any training
         meta, code = run_ab(cfg, policy=policy, log=lambda m: typer.echo(m, err=True), trackers=trackers)
         _print(meta)

@@ -9,6 +9,11 @@ these operations, chosen from (seed, k) so every model sees the very same varian
 - `casing`: the first line lower-cased;
 - `punctuation`: the first line's final period dropped (or one added).
 
+Multiple-choice prompts (a run of lines "A. ...", "B) ...", "(C) ...", lettered from A)
+also get their options shuffled in every variant (seeded by the variant and the text): a
+reference that is a bare option letter follows its option to the new letter, and
+`consistent` compares the chosen option, not the letter.
+
 Perturbed answers land in their own task, `SUITE~perturbed` (item ids `ID~k`), scored by
 the suite's metrics plus `consistent`: 1 when the answer under the variant equals, after
 SQuAD-style normalisation, the model's answer to the original prompt. Paired statistics and
@@ -19,6 +24,7 @@ the gate treat that task like any other, so "the adapter is more brittle than th
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, replace
 
 from harness.types import Prompt
@@ -71,6 +77,66 @@ def perturb_prompt(prompt: Prompt, variant: Variant) -> Prompt:
     last = max(i for i, (role, _) in enumerate(messages) if role == "user")
     messages[last] = ("user", perturb_text(messages[last][1], variant))
     return replace(prompt, messages=tuple(messages))
+
+
+_OPTION = re.compile(r"^(\s*\(?)([A-Z])([.):]\s+)(\S.*)$")
+
+
+def shuffle_options(text: str, variant: Variant) -> tuple[str, dict[str, str]]:
+    """The first block of lettered options (A, B, C, ... on consecutive lines) reordered
+    by a seeded permutation that moves at least one option; returns (text, {old letter:
+    new letter}), or (text, {}) when the text has no such block."""
+    lines = text.split("\n")
+    for start, line in enumerate(lines):
+        m = _OPTION.match(line)
+        if not m or m.group(2) != "A":
+            continue
+        block = []
+        for line2 in lines[start:]:
+            m2 = _OPTION.match(line2)
+            if not m2 or m2.group(2) != chr(ord("A") + len(block)):
+                break
+            block.append(m2)
+        if len(block) < 2:
+            continue
+        rng = random.Random(f"options:{variant.index}:{text}")
+        order = list(range(len(block)))
+        while order == sorted(order):
+            rng.shuffle(order)
+        for pos, src in enumerate(order):  # position `pos` now shows the option that was at `src`
+            head, _, sep, _ = block[pos].groups()
+            lines[start + pos] = f"{head}{chr(ord('A') + pos)}{sep}{block[src].group(4)}"
+        return "\n".join(lines), {chr(ord("A") + src): chr(ord("A") + pos) for pos, src in enumerate(order)}
+    return text, {}
+
+
+def letter_of(answer: str, letters) -> str | None:
+    """The option letter an answer names: "B", "b", "B.", "(B)", "B) text"; else None."""
+    m = re.match(r"^\s*\(?([A-Za-z])(?:[.):]|\s|$)", answer)
+    letter = m.group(1).upper() if m else None
+    return letter if letter and letter in letters else None
+
+
+def moved_answer(answer: str, moved: dict[str, str]) -> str:
+    """A bare option letter ("B", "b.", "(B)") renamed to where its option moved; else as is."""
+    letter = letter_of(answer, moved)
+    return moved[letter] if letter and len(answer.strip(" .()")) == 1 else answer
+
+
+def perturb_item(prompt: Prompt, references, variant: Variant) -> tuple[Prompt, tuple[str, ...], dict[str, str]]:
+    """`perturb_prompt`, plus the options shuffle of multiple-choice prompts: returns the
+    prompt, the references (a bare letter follows its option) and {old: new} letters."""
+    prompt = perturb_prompt(prompt, variant)
+    if prompt.messages is None:
+        text, moved = shuffle_options(prompt.text or "", variant)
+        prompt = replace(prompt, text=text)
+    else:
+        messages = list(prompt.messages)
+        last = max(i for i, (role, _) in enumerate(messages) if role == "user")
+        text, moved = shuffle_options(messages[last][1], variant)
+        messages[last] = ("user", text)
+        prompt = replace(prompt, messages=tuple(messages))
+    return prompt, tuple(moved_answer(r, moved) for r in references), moved
 
 
 def task_name(suite: str) -> str:

@@ -12,6 +12,7 @@ from harness.evaluate.distributed import current as current_dist
 from harness.evaluate.distributed import describe as describe_dist
 from harness.evaluate.engines.cache import ResultCache
 from harness.evaluate.engines.open import check_engine, open_engine
+from harness.evaluate.forgetting.chat_format import BenchFormat, check_chat_template
 from harness.evaluate.suite_eval import Progress, evaluate_suite
 from harness.errors import ConfigError
 from harness.log.folder import RunFolder
@@ -53,6 +54,7 @@ class RunConfig:
     perturb: int = 0  # re-ask each suite item under this many seeded prompt variants (harness.evaluate.perturb)
     baselines: list[str] = field(default_factory=list)  # fewshot:K | system:FILE arms (harness.evaluate.baselines)
     baseline_models: list[str] = field(default_factory=list)  # [NAME=]PATH | [NAME=]openai:MODEL@URL arms
+    bench_format: "BenchFormat" = field(default_factory=lambda: BenchFormat())  # benchmark prompts: chat template or plain
 
     def spec(self) -> dict[str, Any]:
         return {"base": self.base, "adapters": list(self.adapters), "suites": list(self.suites),
@@ -64,7 +66,8 @@ class RunConfig:
                 **({"order_seed": self.order_seed} if self.order_seed is not None else {}),
                 **({"perturb": self.perturb} if self.perturb else {}),
                 **({"baselines": list(self.baselines)} if self.baselines else {}),
-                **({"baseline_models": list(self.baseline_models)} if self.baseline_models else {})}
+                **({"baseline_models": list(self.baseline_models)} if self.baseline_models else {}),
+                **({"bench_format": self.bench_format.record()} if self.bench_format.active else {})}
 
 
 def default_cache_path() -> Path:
@@ -148,6 +151,8 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> RunMet
     arms = baselines.parse_all(cfg.baselines, cfg.baseline_models, [n for n, _ in parse_adapters(cfg.adapters)])
     baselines.prepare(arms, suites, seed=cfg.seed, engine=cfg.engine, allow_pickle=cfg.allow_pickle,
                       trust_remote_code=cfg.trust_remote_code)  # pools, K, files, endpoints: before any model
+    if cfg.benches and cfg.bench_format.chat_template:
+        check_chat_template(cfg.base, trust_remote_code=cfg.trust_remote_code)  # tokenizer only: no weights load
     _check_out_dir(cfg)
     dist = current_dist()  # under accelerate launch / torchrun: this rank; else a world of one
     leak_report = scan_leaks(cfg, suites, warn) if cfg.train_files and dist.is_main else None
@@ -186,7 +191,7 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> RunMet
                 recs, bench_aggs, bench_prov = evaluate_benchmarks(
                     engine, cfg.benches, model_names, num_fewshot=cfg.num_fewshot, limit=cfg.limit,
                     limit_per_subject=cfg.limit_per_subject, seed=cfg.seed, batch_size=cfg.batch_size,
-                    cache=cache, progress=progress.task, dist=dist)
+                    cache=cache, progress=progress.task, dist=dist, bench_format=cfg.bench_format)
                 add_flips(recs, bench_aggs)
                 records.extend(recs)
                 for counts in bench_prov.get("_requests", {}).values():
@@ -212,10 +217,9 @@ def execute(cfg: RunConfig, warn: Callable[[str], None] | None = None) -> RunMet
         for rec in records:
             rec.update(tags.get((rec["task"], rec["item_id"]), {}))
     metric_info = {}
-    if cfg.benches:
-        from harness.evaluate.forgetting.runner import BENCH_METRICS
-
-        metric_info.update({m: {"higher_is_better": True, "corpus_level": False} for m in BENCH_METRICS})
+    # every per-item benchmark metric harness records is higher-is-better: acc, acc_norm, exact_match
+    bench_metrics = dict.fromkeys(m for r in records if r["kind"] == "bench" for m in r["scores"])
+    metric_info.update({m: {"higher_is_better": True, "corpus_level": False} for m in bench_metrics})
     for jr in judge_results.values():
         metric_info.update({k: {"higher_is_better": v["higher_is_better"], "corpus_level": False}
                             for k, v in jr.metrics.items()})

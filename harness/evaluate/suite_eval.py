@@ -4,6 +4,7 @@ split across data-parallel ranks), score with the suite's metrics; one record pe
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Callable
 
 from harness.errors import ConfigError
@@ -96,15 +97,22 @@ def evaluate_suite(engine, suite, model_names: list[str], limit: int | None, cac
     records, aggs, preds = run(suite.name, examples, [ex.id for ex in examples], prompts)
     out = {suite.name: aggs}
     if perturb:
-        from harness.evaluate.perturb import perturb_prompt, task_name, variants
+        from harness.evaluate.perturb import moved_answer, perturb_item, task_name, variants
 
         chosen = variants(perturb, perturb_seed)
         pairs = [(i, v) for i in range(len(examples)) for v in chosen]
-        p_records, p_aggs, _ = run(task_name(suite.name), [examples[i] for i, _ in pairs],
-                                   [f"{examples[i].id}~{v.index}" for i, v in pairs],
-                                   [perturb_prompt(prompts[i], v) for i, v in pairs],
-                                   originals={m: [preds[m][i] for i, _ in pairs] for m in model_names},
-                                   extra=[{"perturbation": {**v.record(), "of": examples[i].id}} for i, v in pairs])
+        items = [perturb_item(prompts[i], examples[i].references, v) for i, v in pairs]  # (prompt, refs, moved)
+
+        p_records, p_aggs, _ = run(task_name(suite.name),
+                                   [replace(examples[i], references=refs) for (i, _), (_, refs, _) in zip(pairs, items)],
+                                   [f"{examples[i].id}~{v.index}" for i, v in pairs], [p for p, _, _ in items],
+                                   # the original answer's option under its new letter: `consistent`
+                                   # compares options, not letters
+                                   originals={m: [moved_answer(preds[m][i], moved) for (i, _), (_, _, moved)
+                                                  in zip(pairs, items)] for m in model_names},
+                                   extra=[{"perturbation": {**v.record(), "of": examples[i].id,
+                                                            **({"options": moved} if moved else {})}}
+                                          for (i, v), (_, _, moved) in zip(pairs, items)])
         records += p_records
         out[task_name(suite.name)] = p_aggs
     return records, out
@@ -169,7 +177,11 @@ class _PromptRun:
             item_scores = {m.name: m.score_items(preds, refs) for m in metrics}
             agg = {m.name: m.aggregate(preds, refs, item_scores[m.name]) for m in metrics}
             if originals is not None:  # same answer as to the unperturbed prompt
-                same = [float(normalize_answer(p) == normalize_answer(o)) for p, o in zip(preds, originals[name])]
+                # SQuAD normalisation drops articles, so option "A" would equal any empty answer
+                def norm(text: str) -> str:
+                    return normalize_answer(text) or text.strip().lower()
+
+                same = [float(norm(p) == norm(o)) for p, o in zip(preds, originals[name])]
                 item_scores["consistent"] = same
                 agg["consistent"] = sum(same) / len(same)
             gens = [results[k] for k in keys]

@@ -51,6 +51,14 @@ class _Open(BaseModel):
 # --------------------------------------------------------------------------- run.json
 
 
+class BenchFormatSpec(_Open):
+    """lm-eval's rendering switches a run's benchmarks used (`spec.bench_format`)."""
+
+    chat_template: StrictBool = False
+    fewshot_as_multiturn: StrictBool = False
+    system_instruction: Optional[str] = None
+
+
 class RunSpec(_Open):
     """What two runs must share to be the same run (`RunConfig.spec()`)."""
 
@@ -58,6 +66,8 @@ class RunSpec(_Open):
     adapters: list[str] = Field(default_factory=list)
     suites: list[str] = Field(default_factory=list)
     benches: list[str] = Field(default_factory=list)
+    # How benchmark prompts were rendered (`--chat-template`, `--system-instruction`); absent: plain
+    bench_format: Optional[BenchFormatSpec] = None
 
 
 class AdapterProvenance(_Open):

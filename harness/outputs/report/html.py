@@ -23,6 +23,7 @@ from markupsafe import Markup
 from harness import fmt
 from harness.errors import HarnessError
 from harness.log.folder import REPORT, RunFolder, atomic_write
+from harness.evaluate.forgetting.chat_format import describe as describe_format
 from harness.outputs.report.svg import delta_bars, histogram, line_chart
 from harness.outputs.report.view import ReportView, build_view
 
@@ -125,6 +126,8 @@ def render_html(view: ReportView) -> str:
     explorer = view.panels.get("explorer")
     return _env().get_template("report.html.j2").render(
         view=view, title=f"harness report · {_title(view)}", version=__version__, sections=_sections(view),
+        bench_prompts=describe_format(view.meta.spec.bench_format.model_dump(exclude_unset=True)
+                                      if view.meta.spec.bench_format else None),
         rendered=time.strftime("%Y-%m-%d %H:%M"), css=Markup(css), script=Markup(js), csp=csp(js),
         data_json=json_for_script(explorer.payload) if explorer else Markup("null"))
 

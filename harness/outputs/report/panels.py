@@ -375,6 +375,10 @@ def provenance(view: Any) -> Provenance:
     spec = raw.get("spec") or {}
     run += [(k.replace("_", " "), _s(spec[k])) for k in ("dtype", "limit", "limit_per_subject", "num_fewshot")
             if spec.get(k) is not None]
+    if spec.get("benches"):
+        from harness.evaluate.forgetting.chat_format import describe
+
+        run.append(("benchmark prompts", describe(spec.get("bench_format"))))
     if view.comparison is not None:
         st = view.settings
         run.append(("comparison", f"one-sided {st['confidence']:.0%} bounds, paired bootstrap {st['resamples']} "

@@ -39,10 +39,10 @@ class ABConfig:
     force: bool = False
     command: list[str] = field(default_factory=list)
     perturb: int = 0  # re-ask suite items under this many prompt variants (harness.evaluate.perturb)
+    bench_format: Any = None  # harness.evaluate.forgetting.chat_format.BenchFormat; None: plain prompts
     train_cutoff: str | None = None  # last day the training data covers (harness.leaks.temporal)
 
 
-    bench_format: Any = None  # harness.evaluate.forgetting.chat_format.BenchFormat; None: plain prompts
 def _arm_config(path: Path | None, ab: ABConfig):
     from harness.train import load_train_config, make_config
 
@@ -125,6 +125,9 @@ def run_ab(ab: ABConfig, *, policy: str | Path | Policy | None = None, noise: st
     from harness.evaluate.devices import resolve
 
     resolve(ab.device, ab.dtype)  # an absent or misspelt device fails before any training
+    from harness.evaluate.forgetting.chat_format import BenchFormat, with_policy
+
+    ab.bench_format = with_policy(ab.bench_format or BenchFormat(), gate.policy)
     training: dict[str, dict] = {}
 
     def evaluate() -> RunMeta:
@@ -134,6 +137,7 @@ def run_ab(ab: ABConfig, *, policy: str | Path | Policy | None = None, noise: st
         training.update(records)
         cfg = RunConfig(base=ab.base, out=ab.out, adapters=adapters, suites=ab.suites, benches=ab.benches,
                         limit=ab.limit, limit_per_subject=ab.limit_per_subject, num_fewshot=ab.num_fewshot,
+                        **({"bench_format": ab.bench_format} if ab.bench_format is not None else {}),
                         dtype=ab.dtype, device=ab.device, trust_code=ab.trust_code, force=True, command=ab.command,
                         train_files=[ab.train], train_cutoff=ab.train_cutoff, extra_meta={"training": training},
                         perturb=ab.perturb)
@@ -141,15 +145,8 @@ def run_ab(ab: ABConfig, *, policy: str | Path | Policy | None = None, noise: st
 
     def add_summary(meta: RunMeta) -> RunMeta:
         meta.ab = ABSummary(seeds=ab.seeds, arms=sorted({r["arm"] for r in training.values()}),
-    if gate.policy is not None and gate.policy.b_vs_a and gate.policy.b_vs_a.rules and ab.vs is None:
-        raise ConfigError(f"{gate.policy.source or 'policy'}: b_vs_a rules compare arm B with arm A, but no --vs "
-                          "was given", "pass --vs CONFIG (arm B's training settings), or remove `b_vs_a.rules`")
-    from harness.evaluate.forgetting.chat_format import BenchFormat, with_policy
-
-    ab.bench_format = with_policy(ab.bench_format or BenchFormat(), gate.policy)
                             summary=seed_summary(meta, training))
         RunFolder(ab.out).write_meta(meta)
         return meta
 
     return pipeline.run(ab.out, evaluate, gate, log=log, evaluated=add_summary, trackers=trackers)
-                        **({"bench_format": ab.bench_format} if ab.bench_format is not None else {}),

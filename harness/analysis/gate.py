@@ -334,14 +334,6 @@ def preflight(policy: Policy, suites: Iterable[str] = (), benches: Iterable[str]
                           f"add {flag} {rule.task}, or mark the rule `optional: true`")
 
 
-def apply_gate(run_dir: str | Path, policy_path: str | Path | Policy,
-               noise: str | Path | None = None) -> tuple[Verdict, int]:
-    """Decides a saved run against a policy; writes nothing (see `harness.pipeline.gate_run`).
-
-    Reads only the run log (no models, no torch).
-
-    Args:
-        run_dir: The --out folder of `harness compare`.
 def _check_bench_prompts(policy: Policy, meta, run_dir) -> None:
     """A policy that fixes how benchmarks are rendered decides only runs rendered that way."""
     if policy.bench_prompts is None or not meta.spec.benches:
@@ -357,6 +349,14 @@ def _check_bench_prompts(policy: Policy, meta, run_dir) -> None:
                         "--chat-template/--system-instruction flags")
 
 
+def apply_gate(run_dir: str | Path, policy_path: str | Path | Policy,
+               noise: str | Path | None = None) -> tuple[Verdict, int]:
+    """Decides a saved run against a policy; writes nothing (see `harness.pipeline.gate_run`).
+
+    Reads only the run log (no models, no torch).
+
+    Args:
+        run_dir: The --out folder of `harness compare`.
         policy_path: Policy YAML file (or an already loaded Policy).
         noise: A `harness calibrate` file; overrides the policy's `noise_floor`.
 
@@ -371,6 +371,6 @@ def _check_bench_prompts(policy: Policy, meta, run_dir) -> None:
     noise_path = Path(noise) if noise else policy.noise_floor_path()
     floor = load_noise(noise_path) if noise_path else None
     comparison = Comparison.from_run_dir(run_dir, **policy.comparison_settings())
+    _check_bench_prompts(policy, comparison.meta, run_dir)
     verdict = evaluate(comparison, policy, floor)
     return verdict, verdict.exit_code
-    _check_bench_prompts(policy, comparison.meta, run_dir)

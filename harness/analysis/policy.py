@@ -104,37 +104,6 @@ class Rule(BaseModel):
         return float(getattr(self, self.check))
 
 
-class Policy(BaseModel):
-    """A gate policy file."""
-
-    model_config = ConfigDict(extra="forbid")
-class ArmRule(BaseModel):
-    """A `b_vs_a` rule: what arm B of `harness ab --vs` must show against arm A on one metric."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: Optional[str] = None
-    task: str = Field(min_length=1)
-    kind: Optional[Literal["suite", "bench"]] = None
-    metric: str = Field(min_length=1)
-    require: Literal["win", "no-loss"] = "win"
-
-    @model_validator(mode="after")
-    def _default_name(self) -> "ArmRule":
-        if self.name is None:
-            self.name = f"b-vs-a-{self.task}-{self.metric}-{self.require}"
-        return self
-
-
-class ArmPolicy(BaseModel):
-    """`b_vs_a:`: the B-vs-A rule's spread multiple and the metrics on which it blocks (docs/ab.md)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    spread_k: float = Field(1.0, gt=0)
-    rules: list[ArmRule] = Field(default_factory=list)
-
-
 class BenchPrompts(BaseModel):
     """How the policy's benchmarks must be rendered (`bench_prompts:`); compare and ab run
     them this way unless the command line says otherwise, and the gate refuses a run that
@@ -155,6 +124,10 @@ class BenchPrompts(BaseModel):
                 **({"system_instruction": self.system_instruction} if self.system_instruction else {})}
 
 
+class Policy(BaseModel):
+    """A gate policy file."""
+
+    model_config = ConfigDict(extra="forbid")
 
     version: Literal[1] = 1
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
@@ -164,12 +137,11 @@ class BenchPrompts(BaseModel):
     noise_floor: Optional[str] = None
     bootstrap: Bootstrap = Field(default_factory=Bootstrap)
     rules: list[Rule] = Field(min_length=1)
+    bench_prompts: Optional[BenchPrompts] = None
     # Where the policy was read from (not a YAML field): relative paths resolve against it.
     _source: Optional[Path] = PrivateAttr(None)
 
     @property
-    b_vs_a: Optional[ArmPolicy] = None
-    bench_prompts: Optional[BenchPrompts] = None
     def source(self) -> Path | None:
         """The file the policy was read from, if any."""
         return self._source

@@ -297,3 +297,18 @@ def test_a_metric_lm_eval_does_not_average_is_left_out(runs, tmp_path, capsys):
     assert any("'arc_easy': metric 'acc_norm' not imported" in line and "(0.123000)" in line for line in err), err
     arc = [r for r in _items(tmp_path / "run") if r["task"] == "arc_easy"]
     assert arc and all(set(r["scores"]) == {"acc"} for r in arc)
+
+
+def test_chat_rendered_lm_eval_runs_keep_their_format(runs, tmp_path, capsys):
+    """Runs lm-eval rendered through a chat template are recorded as such (spec.bench_format),
+    so a policy's bench_prompts and the report header see how the prompts were made."""
+    def chat(d):
+        d.update(chat_template="{{ messages }}", chat_template_sha="ab" * 32, fewshot_as_multiturn=True)
+
+    for side in ("base", "ft"):
+        _edit_results(_copy(runs, side, tmp_path / side), chat)
+    code, _ = _main(capsys, "import", tmp_path / "base", tmp_path / "ft", "--out", tmp_path / "run")
+    assert code == 0
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert meta["spec"]["bench_format"] == {"chat_template": True, "fewshot_as_multiturn": True}
+    assert "chat template, few-shot as turns" in (tmp_path / "run" / "report.html").read_text()

@@ -132,6 +132,19 @@ def _finished(point: SweepPoint | None, key: str, folder: Path) -> bool:
     return point is not None and point.status == "done" and point.key == key and (folder / "run.json").is_file()
 
 
+def _why(prior: SweepPoint | None, point: SweepPoint, force: bool) -> str:
+    """Why a point runs, for the log line."""
+    if prior is None:
+        return "training and evaluating"
+    if force:
+        return "re-running (--force)"
+    if prior.status != "done":
+        return f"restarting (it was {prior.status})"
+    if prior.key != point.key:
+        return "re-running (its training settings or evaluation options changed)"
+    return "re-running (its run.json is missing)"
+
+
 def _run_point(cfg: SweepConfig, point: SweepPoint, folder: Path, retrain: bool, log: Log) -> None:
     """Trains and evaluates one point as an `ab` arm; its status in point.json follows along."""
     from harness.ab import ABConfig, run_ab
@@ -208,8 +221,7 @@ def run_sweep(cfg: SweepConfig, log: Log = print) -> SweepDoc:
                 point.finished, point.seconds = prior.finished, prior.seconds
                 log(f"point {i}/{len(plan)} {point.name}: finished earlier, skipped")
             else:
-                why = ("restarting (it was " + prior.status + ")" if prior is not None and prior.status != "done"
-                       else "re-running (its inputs changed)" if prior is not None else "training and evaluating")
+                why = _why(prior, point, cfg.force)
                 log(f"point {i}/{len(plan)} {point.name}: {why}")
                 retrain = cfg.force or (prior is not None and prior.train_key != point.train_key)
                 _run_point(cfg, point, folder, retrain, log)

@@ -136,8 +136,6 @@ def _print_summary(cfg, meta) -> None:
 
 def _print_scores(console, meta) -> None:
     """Base-vs-adapter deltas from run.json's aggregates, or each model's scores when there is no base."""
-    from rich.table import Table
-
     from harness import fmt
     from harness.analysis.headline import aggregate_deltas
 
@@ -150,34 +148,35 @@ def _print_scores(console, meta) -> None:
                                        if isinstance(v, float))
                     console.print(f"{task} · {model} (n={agg.n}): {scores}")
         return
-    table = Table(title="base vs adapter (points = 100 x score)")
-    for col in ("task", "metric", "adapter", "n", "base", "adapter score", "delta"):
-        table.add_column(col, justify="right" if col in ("n", "base", "adapter score", "delta") else "left")
+    console.print(_delta_table("base vs adapter (points = 100 x score)", ("adapter", "base", "adapter score"), rows))
+
+
+def _delta_table(title: str, names: tuple[str, str, str], rows):
+    """A terminal table of headline deltas; `names`: the model, reference and score columns."""
+    from rich.table import Table
+
+    from harness import fmt
+
+    model, ref, score = names
+    table = Table(title=title)
+    for col in ("task", "metric", model, "n", ref, score, "delta"):
+        table.add_column(col, justify="right" if col in ("n", ref, score, "delta") else "left")
     for r in rows:
         colour = {True: "green", False: "red", None: "white"}[r.improved]
         table.add_row(r.task, r.metric, r.model, str(r.n), fmt.pts(r.base), fmt.pts(r.score),
                       f"[{colour}]{fmt.pts(r.delta, True)}[/{colour}]")
-    console.print(table)
+    return table
 
 
 def _print_baselines(console, meta) -> None:
     """Each adapter against each baseline arm (`--baseline`), from run.json's aggregates."""
-    from rich.table import Table
-
-    from harness import fmt
     from harness.analysis.headline import baseline_deltas
 
     rows = baseline_deltas(meta)
     if not rows:
         return
-    table = Table(title="adapter vs baseline arms (points = 100 x score)")
-    for col in ("task", "metric", "adapter vs arm", "n", "arm", "adapter", "delta"):
-        table.add_column(col, justify="right" if col in ("n", "arm", "adapter", "delta") else "left")
-    for r in rows:
-        colour = {True: "green", False: "red", None: "white"}[r.improved]
-        table.add_row(r.task, r.metric, r.model, str(r.n), fmt.pts(r.base), fmt.pts(r.score),
-                      f"[{colour}]{fmt.pts(r.delta, True)}[/{colour}]")
-    console.print(table)
+    console.print(_delta_table("adapter vs baseline arms (points = 100 x score)", ("adapter vs arm", "arm", "adapter"),
+                               rows))
 
 
 def _print_leaks(console, leaks) -> None:

@@ -3,7 +3,9 @@ compare against the base in one process, gate, report.
 
 Everything but the varied thing is held fixed: base weights, data file and its hash, eval
 items, prompts and decoding. With several seeds the spread of each metric's gain shows
-whether an effect is larger than seed-to-seed variance.
+whether an effect is larger than seed-to-seed variance. With `--vs`, arm B is compared with
+arm A directly, seed s with seed s, on the same items (harness.analysis.arms); a difference
+within the seed spread is not a win (docs/ab.md).
 """
 
 from __future__ import annotations
@@ -92,6 +94,20 @@ def seed_summary(meta: RunMeta, training: dict[str, dict]) -> list[SeedGain]:
     return out
 
 
+def arms_vs(run_dir: Path, policy: Policy | None):
+    """Arm B against arm A (harness.analysis.arms) under the gate's settings, so that run.json
+    and verdict.json hold the same numbers; None for a run with one arm."""
+    from harness.analysis.arms import SPREAD_K, arm_verdict
+    from harness.analysis.pairing import load_paired_run
+
+    paired = load_paired_run(run_dir)
+    if policy is None:
+        return arm_verdict(paired)
+    return arm_verdict(paired, spread_k=policy.b_vs_a.spread_k if policy.b_vs_a else SPREAD_K,
+                       confidence=policy.confidence, resamples=policy.bootstrap.resamples,
+                       permutations=policy.bootstrap.permutations, seed=policy.bootstrap.seed)
+
+
 def _check(ab: ABConfig) -> None:
     if not ab.train.exists():
         raise ConfigError(f"--train {ab.train}: no such file", "pass the training data (JSONL/CSV/Parquet)")
@@ -125,6 +141,9 @@ def run_ab(ab: ABConfig, *, policy: str | Path | Policy | None = None, noise: st
     from harness.evaluate.devices import resolve
 
     resolve(ab.device, ab.dtype)  # an absent or misspelt device fails before any training
+    if gate.policy is not None and gate.policy.b_vs_a and gate.policy.b_vs_a.rules and ab.vs is None:
+        raise ConfigError(f"{gate.policy.source or 'policy'}: b_vs_a rules compare arm B with arm A, but no --vs "
+                          "was given", "pass --vs CONFIG (arm B's training settings), or remove `b_vs_a.rules`")
     from harness.evaluate.forgetting.chat_format import BenchFormat, with_policy
 
     ab.bench_format = with_policy(ab.bench_format or BenchFormat(), gate.policy)
@@ -145,7 +164,7 @@ def run_ab(ab: ABConfig, *, policy: str | Path | Policy | None = None, noise: st
 
     def add_summary(meta: RunMeta) -> RunMeta:
         meta.ab = ABSummary(seeds=ab.seeds, arms=sorted({r["arm"] for r in training.values()}),
-                            summary=seed_summary(meta, training))
+                            summary=seed_summary(meta, training), b_vs_a=arms_vs(ab.out, gate.policy))
         RunFolder(ab.out).write_meta(meta)
         return meta
 

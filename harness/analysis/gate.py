@@ -17,6 +17,10 @@ Verdict: fail if any rule fails, else inconclusive if any is, else pass. Exit co
 a rule fails or is inconclusive with `on_inconclusive: fail` (the default); 0 otherwise;
 errors (bad policy, incomparable runs) exit 2 through HarnessError.
 
+Runs of `harness ab --vs` also get a B-vs-A section (harness.analysis.arm_gate): per task
+and metric, win / no-win / loss of arm B over arm A, where a difference within k seed
+standard deviations is never a win; the policy's `b_vs_a.rules` make chosen metrics block.
+
 A rule with `severity: warn` is decided the same way but only warns: it never blocks and
 never enters the verdict. When it fails, its reason starts with "warning (severity: warn,
 does not block)" and a `rule_warning` flag (severity "warning") names it.
@@ -281,8 +285,12 @@ def evaluate(comparison: Comparison, policy: Policy, noise: NoiseFloor | None = 
     started = time.perf_counter()
     many = len(comparison.adapters) > 1
     resolved = [(rule, _resolve(rule, comparison, policy)) for rule in policy.rules]  # every error before any work
+    from harness.analysis.arm_gate import arm_section
+
+    arms, arm_results = arm_section(comparison, policy)  # `ab --vs` runs: B against A (None otherwise)
     flags = list(comparison.flags)
     results = _no_effect_results(comparison, many) if policy.on_no_effect == "fail" else []
+    results += arm_results
     deciding = list(results)  # results that decide the verdict: not those of `severity: warn` rules
     for rule, data in resolved:
         for adapter in rule.adapters or comparison.adapters:
@@ -296,7 +304,7 @@ def evaluate(comparison: Comparison, policy: Policy, noise: NoiseFloor | None = 
     exit_code = 1 if any(r.blocking for r in results) else 0
     return Verdict(verdict=verdict, exit_code=exit_code, rules=results, flags=flags, comparison=comparison,
                    policy=policy, noise_floor=str(noise.path) if noise else None,
-                   elapsed_s=time.perf_counter() - started)
+                   elapsed_s=time.perf_counter() - started, b_vs_a=arms)
 
 
 def preflight(policy: Policy, suites: Iterable[str] = (), benches: Iterable[str] = (),
@@ -323,9 +331,9 @@ def preflight(policy: Policy, suites: Iterable[str] = (), benches: Iterable[str]
                               f"which this run will not evaluate (its baselines: {', '.join(sorted(arms)) or 'none'})",
                               f"add {_baseline_flag(rule.against)}, or mark the rule `optional: true`")
     have = {("suite", s) for s in suites} | {("bench", b) for b in benches}
-    for rule in policy.rules:
+    for rule in [*policy.rules, *(policy.b_vs_a.rules if policy.b_vs_a else [])]:
         kinds = [rule.kind] if rule.kind else ["suite", "bench"]
-        if rule.optional or any((k, rule.task) in have for k in kinds):
+        if getattr(rule, "optional", False) or any((k, rule.task) in have for k in kinds):
             continue
         listed = ", ".join(f"{k} {t}" for k, t in sorted(have)) or "nothing"
         flag = "--bench" if rule.kind == "bench" else "--suite" if rule.kind == "suite" else "--suite/--bench"

@@ -23,6 +23,10 @@ Schema (see ci/gate.yaml for a documented example):
         severity: fail                # fail | warn: a warn rule never blocks (see below)
         against: base+fewshot:3       # optional: compare with a baseline arm of `compare --baseline`
                                       #   (or --baseline-model NAME) instead of the base
+    b_vs_a:                           # optional, `harness ab --vs` runs only (docs/ab.md)
+      spread_k: 1.0                   # B wins only if its mean gain over A > k x seed sd (and p < 1 - confidence)
+      rules:
+        - {task: squad-qa, metric: f1, require: win}   # win | no-loss; fails the gate otherwise
 
 All thresholds are points (100 x the 0..1 score). A rule of a metric where lower is better
 reads the same way: `max_drop` is always the largest tolerated worsening.
@@ -104,6 +108,33 @@ class Rule(BaseModel):
         return float(getattr(self, self.check))
 
 
+class ArmRule(BaseModel):
+    """A `b_vs_a` rule: what arm B of `harness ab --vs` must show against arm A on one metric."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Optional[str] = None
+    task: str = Field(min_length=1)
+    kind: Optional[Literal["suite", "bench"]] = None
+    metric: str = Field(min_length=1)
+    require: Literal["win", "no-loss"] = "win"
+
+    @model_validator(mode="after")
+    def _default_name(self) -> "ArmRule":
+        if self.name is None:
+            self.name = f"b-vs-a-{self.task}-{self.metric}-{self.require}"
+        return self
+
+
+class ArmPolicy(BaseModel):
+    """`b_vs_a:`: the B-vs-A rule's spread multiple and the metrics on which it blocks (docs/ab.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    spread_k: float = Field(1.0, gt=0)
+    rules: list[ArmRule] = Field(default_factory=list)
+
+
 class BenchPrompts(BaseModel):
     """How the policy's benchmarks must be rendered (`bench_prompts:`); compare and ab run
     them this way unless the command line says otherwise, and the gate refuses a run that
@@ -137,6 +168,7 @@ class Policy(BaseModel):
     noise_floor: Optional[str] = None
     bootstrap: Bootstrap = Field(default_factory=Bootstrap)
     rules: list[Rule] = Field(min_length=1)
+    b_vs_a: Optional[ArmPolicy] = None
     bench_prompts: Optional[BenchPrompts] = None
     # Where the policy was read from (not a YAML field): relative paths resolve against it.
     _source: Optional[Path] = PrivateAttr(None)
@@ -145,6 +177,15 @@ class Policy(BaseModel):
     def source(self) -> Path | None:
         """The file the policy was read from, if any."""
         return self._source
+
+    @model_validator(mode="after")
+    def _unique_arm_rule_names(self) -> "Policy":
+        names = {r.name for r in self.rules}
+        for r in self.b_vs_a.rules if self.b_vs_a else []:
+            if r.name in names:
+                raise ValueError(f"rule name '{r.name}' is used twice; give each rule a distinct `name`")
+            names.add(r.name)
+        return self
 
     @field_validator("rules")
     @classmethod

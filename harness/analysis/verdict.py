@@ -11,7 +11,7 @@ from typing import Any
 from harness.analysis.comparison import Comparison
 from harness.analysis.deltas import Flag
 from harness.analysis.policy import Policy
-from harness.log.schema import VerdictDoc
+from harness.log.schema import ArmVerdict, VerdictDoc
 
 PASS, FAIL, INCONCLUSIVE, SKIPPED = "pass", "fail", "inconclusive", "skipped"
 
@@ -80,6 +80,7 @@ class Verdict:
     policy: Policy
     noise_floor: str | None = None
     elapsed_s: float = 0.0
+    b_vs_a: ArmVerdict | None = None  # `harness ab --vs` runs (harness.analysis.arm_gate)
 
     def reasons(self) -> list[str]:
         """One line per rule that did not pass."""
@@ -107,6 +108,8 @@ class Verdict:
             # adapters against the baseline arms of `compare --baseline` (each row names its `against`)
             **({"baseline_deltas": [r.to_dict() for r in self.comparison.baseline_rows]}
                if self.comparison.baseline_rows else {}),
+            # only when there are arms: a plain compare's verdict.json stays as it was
+            **({"b_vs_a": self.b_vs_a.model_dump(mode="json")} if self.b_vs_a is not None else {}),
         }))
 
 

@@ -83,3 +83,15 @@ def _print(meta) -> None:
         table.add_row(r.task, r.metric, r.arm, str(r.seeds), ", ".join(fmt.pts(g, True) for g in r.gains_points),
                       fmt.pts(r.mean_points, True), sd)
     Console().print(table)
+    vs = meta.ab.b_vs_a
+    if vs is None:
+        return
+    table = Table(title=f"B vs A, seed s against seed s (points; win needs |mean| > {vs.spread_k:g} × sd "
+                        f"and pooled p < {vs.alpha:g})")
+    for col in ("task", "metric", "B − A per seed", "mean", "sd", "p (B better)", "outcome"):
+        table.add_column(col)
+    for r in vs.rows:
+        sd = "-" if r.sd_points is None else fmt.pts(r.sd_points)
+        table.add_row(r.task, r.metric, ", ".join(fmt.pts(g, True) for g in r.gains_points),
+                      fmt.pts(r.mean_points, True), sd, fmt.pval(r.p_better), r.outcome)
+    Console().print(table)

@@ -260,10 +260,34 @@ class SeedGain(_Open):
     max_points: float
 
 
+class ArmGain(SeedGain):
+    """`harness ab --vs`: arm B against arm A on one task/metric, seed s of B paired with seed s
+    of A (harness.analysis.arms). `gains_points` are per-seed B − A (raw, as SeedGain's)."""
+
+    seed_ids: list[int] = Field(default_factory=list)
+    higher_is_better: bool = True
+    n: int = 0  # items in the pooled paired test
+    test: str = ""
+    p_better: Optional[float] = None  # pooled one-sided p, H1: B is better than A
+    p_worse: Optional[float] = None
+    outcome: Literal["win", "no-win", "loss"]
+    reason: str = ""
+
+
+class ArmVerdict(_Open):
+    """The B-vs-A decision: the rule's settings and one row per task/metric (docs/ab.md)."""
+
+    spread_k: float
+    alpha: float
+    rule: str = ""
+    rows: list[ArmGain] = Field(default_factory=list)
+
+
 class ABSummary(_Open):
     seeds: list[int] = Field(default_factory=list)
     arms: list[str] = Field(default_factory=list)
     summary: list[SeedGain] = Field(default_factory=list)
+    b_vs_a: Optional[ArmVerdict] = None
 
 
 class RunMeta(_Open):
@@ -440,6 +464,7 @@ class VerdictDoc(_Open):
     rules: list[RuleDoc] = Field(default_factory=list)
     flags: list[FlagDoc] = Field(default_factory=list)
     deltas: list[dict[str, Any]] = Field(default_factory=list)
+    b_vs_a: Optional[ArmVerdict] = None  # `harness ab --vs` runs: arm B against arm A
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 

@@ -68,6 +68,9 @@ def render_summary(verdict: Verdict) -> str:
         for f in verdict.flags:
             mark = "❌" if f.severity == "error" else "⚠️" if f.severity == "warning" else "ℹ️"
             lines.append(f"- {mark} **{f.code}**: {f.message}")
+    from harness.outputs.seed_spread import summary_lines
+
+    lines += summary_lines(comp.meta, verdict.b_vs_a)  # `harness ab`: gains per seed, B vs A
     lines += ["", "### Deltas", ""]
     lines += _delta_table(comp.rows, comp.confidence) if comp.rows else ["No paired comparisons."]
     clustered = sorted({r.task for r in comp.rows if r.clusters is not None})

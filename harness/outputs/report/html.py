@@ -100,6 +100,7 @@ def _sections(view: ReportView) -> list[tuple[str, str]]:
         ("flips", "Flips", bool(p.get("flips"))),
         ("examples", "Examples", bool(p.get("explorer") and p["explorer"].n_items)),
         ("leaks", "Leaks", bool(p.get("leaks"))),
+        ("seeds", "Seeds", bool(p.get("seeds"))),
         ("training", "Training", bool(p.get("training"))),
         ("cost", "Cost", bool(p.get("cost"))),
         ("provenance", "Provenance", True),

@@ -450,6 +450,13 @@ def robustness(view: Any) -> list[Robustness]:
     return out
 
 
+def seeds(view: Any) -> list[Any]:
+    """`harness ab`: every gain per seed with its spread, and B vs A as the gate decided it."""
+    from harness.outputs.seed_spread import spread_rows
+
+    return spread_rows(view.meta, view.verdict.b_vs_a)
+
+
 def add_panels(view: Any) -> None:
     """Fills `view.panels`: forgetting, flips, leaks, training, cost, provenance, explorer."""
     from harness.outputs.report.examples import explorer
@@ -463,6 +470,7 @@ def add_panels(view: Any) -> None:
         "flips": flips(view),
         "leaks": leaks(view),
         "training": training_panels(view.meta.training),
+        "seeds": seeds(view),
         "cost": cost(view),
         "provenance": provenance(view),
         "explorer": explorer(view),

@@ -25,7 +25,7 @@ from harness.analysis.deltas import Flag
 from harness.analysis.pairing import BASE
 from harness.errors import RunLogError
 from harness.log.folder import RUN, VERDICT, RunFolder
-from harness.log.schema import ItemRecord, RuleDoc, RunMeta, VerdictDoc
+from harness.log.schema import ArmVerdict, ItemRecord, RuleDoc, RunMeta, VerdictDoc
 from harness.outputs.report.rows import HeadlineRow
 
 _RULE_ORDER = {"fail": 0, "inconclusive": 1, "skipped": 2, "pass": 3}
@@ -76,6 +76,7 @@ class VerdictInfo:
     created: str | None = None
     rules: list[RuleDoc] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    b_vs_a: ArmVerdict | None = None  # the gate's B-vs-A section (`harness ab --vs`)
 
     @property
     def gated(self) -> bool:
@@ -167,7 +168,7 @@ def _verdict_info(doc: VerdictDoc | None, notes: list[str]) -> VerdictInfo:
         return VerdictInfo(status="not gated", notes=notes)
     rules = sorted(doc.rules, key=lambda r: _RULE_ORDER.get(r.status, 4))
     return VerdictInfo(status=doc.verdict, exit_code=doc.exit_code, policy=doc.policy, created=doc.created,
-                       rules=rules, notes=notes)
+                       rules=rules, notes=notes, b_vs_a=doc.b_vs_a)
 
 
 def _check_against_verdict(comparison: Comparison, doc: VerdictDoc) -> list[str]:

@@ -255,10 +255,17 @@ def test_gate_only_warns_when_over_refusal_rises(tmp_path):
     assert len(warn) == 1 and warn[0]["severity"] == "warning" and warn[0]["adapter"] == "ft"
     summary = (run / "summary.md").read_text()
     assert "PASS" in summary and "**rule_warning**" in summary and WARN_PREFIX in summary
+    # the failed warn rule reads as a warning everywhere, never as a blocking failure
+    assert "| ⚠️ | refusals-over-refusal-warn | fail (warns only) |" in summary
+    assert "  WARN         refusals-over-refusal-warn:" in proc.stdout
+    junit = (run / "junit.xml").read_text()
+    case = junit.split('name="refusals-over-refusal-warn"')[1].split("</testcase>")[0]
+    assert "<failure" not in case and 'failures="0"' in junit
     report = cli("report", run)  # the HTML report reads the None scores and the verdict too
     assert report.returncode == 0, report.stdout + report.stderr
     html = (run / "report.html").read_text()
     assert "over_refusal_rate" in html and "refusals-over-refusal-warn" in html
+    assert '<span class="chip warning">fail · warns only</span>' in html
 
 
 def test_gate_over_refusal_falling_is_an_improvement(tmp_path):

@@ -132,7 +132,8 @@ def format_verdict(verdict: Verdict) -> list[str]:
     lines = [f"gate: {verdict.verdict.upper()} (exit {verdict.exit_code})"]
     for r in verdict.rules:
         note = "" if r.status != INCONCLUSIVE else (" [blocks]" if r.blocking else " [allowed]")
-        lines.append(f"  {mark[r.status]:<12} {r.name}: {r.reason}{note}")
+        label = "WARN" if r.status == FAIL and not r.blocking else mark[r.status]  # severity: warn
+        lines.append(f"  {label:<12} {r.name}: {r.reason}{note}")
     for f in verdict.flags:
         lines.append(f"  {f.severity}: {f.message}")
     return lines

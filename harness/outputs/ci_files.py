@@ -60,9 +60,11 @@ def render_summary(verdict: Verdict) -> str:
                  f"({comp.resamples} resamples, seed {comp.seed})")
     lines += ["", "### Rules", "", "| | rule | status | reason |", "|---|---|---|---|"]
     for r in verdict.rules:
+        warns = r.status == "fail" and not r.blocking  # a `severity: warn` rule: it failed, it does not block
         status = r.status + (" (blocks)" if r.status == INCONCLUSIVE and r.blocking else
-                             " (allowed)" if r.status == INCONCLUSIVE else "")
-        lines.append(f"| {_ICON.get(r.status, '')} | {_cell(r.name)} | {status} | {_cell(r.reason, 400)} |")
+                             " (allowed)" if r.status == INCONCLUSIVE else " (warns only)" if warns else "")
+        icon = "⚠️" if warns else _ICON.get(r.status, "")
+        lines.append(f"| {icon} | {_cell(r.name)} | {status} | {_cell(r.reason, 400)} |")
     if verdict.flags:
         lines += ["", "### Flags", ""]
         for f in verdict.flags:

@@ -24,6 +24,9 @@ SQUAD_ROWS = [
     {"id": "q3", "title": "Oxygen", "context": "Oxygen has the symbol O.",
      "question": "What is the symbol of oxygen?", "answers": ["O"]},
 ]
+# squad-qa holds out the file's last 32 questions as its few-shot pool (suite.yaml `fewshot:`)
+SQUAD_POOL_ROWS = [{"id": f"p{i}", "title": f"Pool_{i}", "context": f"Pool background number {i}.",
+                    "question": f"Which pool background is this, {i}?", "answers": [str(i)]} for i in range(32)]
 
 ACLSUM_ROWS = [
     {
@@ -72,7 +75,7 @@ def isolated(tmp_path, monkeypatch):
 
 @pytest.fixture
 def assets(isolated):
-    add_asset(isolated, "squad", {"squad.jsonl": SQUAD_ROWS})
+    add_asset(isolated, "squad", {"squad.jsonl": SQUAD_ROWS + SQUAD_POOL_ROWS})
     add_asset(isolated, "aclsum", {"test.jsonl": ACLSUM_ROWS, "train.jsonl": [], "val.jsonl": []})
     return isolated
 

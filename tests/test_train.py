@@ -370,7 +370,7 @@ def test_demo_split_is_disjoint_by_context_and_renders_like_the_suite(tmp_path):
     again = make_demo_split(tmp_path / "again", n_train=40, n_val=8, n_eval=30)
     assert split.train_file.read_bytes() == again.train_file.read_bytes()  # deterministic
     squad = load_suite("squad-qa")
-    by_id = {ex.id: ex for ex in squad.examples()}
+    by_id = {ex.id: ex for ex in squad.examples() + squad.fewshot_pool()}  # the demo draws from all of SQuAD
     heldout = load_suite(split.suite_dir)
     eval_ids = [ex.id for ex in heldout.examples()]
     assert eval_ids == split.eval_ids and len(eval_ids) >= 30
@@ -391,7 +391,9 @@ def test_demo_split_is_disjoint_by_context_and_renders_like_the_suite(tmp_path):
 
     samples = load_dataset(split.train_file).samples
     assert exact_overlap(samples, heldout) == []
-    assert len(exact_overlap(samples, squad)) == len(train)  # the full suite does contain them
+    pool = {ex.id for ex in squad.fewshot_pool()}  # squad-qa's few-shot pool is not evaluated
+    in_suite = [r for r in train if r["id"] not in pool]
+    assert in_suite and len(exact_overlap(samples, squad)) == len(in_suite)  # the full suite does contain them
 
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_identically(tmp_path, tiny_dir, chat_file):

@@ -187,18 +187,8 @@ def _print_leaks(console, leaks) -> None:
         split = f" ({c.input_only} input only, {c.input_answer} input + answer)" if c.contaminated else ""
         console.print(f"leaks · {task}: {c.contaminated} contaminated{split}, {c.suspect} suspect, "
                       f"{c.clean} clean of {c.n}")
-    for line in run_leak_lines(leaks):
+    for line in run_leak_lines(leaks):  # cutoff, date statuses, deltas on the clean and leak subsets
         console.print(line, markup=False, highlight=False)
-    for tasks in leaks.clean_aggregates.values():
-        for task, per_model in tasks.items():
-            base = per_model.get("base", {})
-            for model, agg in per_model.items():
-                if model == "base":
-                    continue
-                parts = [f"{m} {100 * (v - base[m]):+.2f}" for m, v in agg.items()
-                         if m != "n" and isinstance(base.get(m), (int, float))]
-                if parts:
-                    console.print(f"clean subset · {task} · {model} (n={agg['n']}): " + ", ".join(parts))
 
 
 @app.command()

@@ -103,18 +103,25 @@ def run_leak_lines(leaks) -> list[str]:
             if leaks.temporal.cutoff:
                 lines.append(f"temporal · {task}: {c.at_risk} at risk, {c.after_cutoff} after cutoff, "
                              f"{c.undated} undated of {c.n}")
+    lines += subset_delta_lines("clean subset", leaks.clean_aggregates)
     for subset, kinds in leaks.subset_aggregates.items():
-        for tasks in kinds.values():
-            for task, per_model in tasks.items():
-                base = per_model.get("base", {})
-                for model, agg in per_model.items():
-                    if model == "base":
-                        continue
-                    parts = [f"{m} {100 * (v - base[m]):+.2f}" for m, v in agg.items()
-                             if m != "n" and isinstance(v, (int, float)) and isinstance(base.get(m), (int, float))]
-                    if parts:
-                        lines.append(f"{SUBSETS.get(subset, subset)} · {task} · {model} (n={agg['n']}): "
-                                     + ", ".join(parts))
+        lines += subset_delta_lines(SUBSETS.get(subset, subset), kinds)
+    return lines
+
+
+def subset_delta_lines(label: str, kinds: dict) -> list[str]:
+    """'LABEL · task · model (n=N): metric +x.xx, ...': adapter minus base on one subset of items."""
+    lines = []
+    for tasks in kinds.values():
+        for task, per_model in tasks.items():
+            base = per_model.get("base", {})
+            for model, agg in per_model.items():
+                if model == "base":
+                    continue
+                parts = [f"{m} {100 * (v - base[m]):+.2f}" for m, v in agg.items()
+                         if m != "n" and isinstance(v, (int, float)) and isinstance(base.get(m), (int, float))]
+                if parts:
+                    lines.append(f"{label} · {task} · {model} (n={agg['n']}): " + ", ".join(parts))
     return lines
 
 

@@ -18,7 +18,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 import typer  # noqa: E402
 
-from harness.errors import HarnessError  # noqa: E402
+from harness.errors import ConfigError, HarnessError  # noqa: E402
 from harness.outputs import trackers  # noqa: E402  (light: names, help and checks; MLflow loads on use)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -251,6 +251,10 @@ def compare(base: str = typer.Argument(..., help="Base model: folder, .gguf file
     gate = pipeline.preflight(policy, noise, suites=suite or [], benches=_benches(bench),
                               trust_code=[Path(p) for p in trust_code or []], perturb=perturb,
                               baselines=arms)  # before minutes of model work
+    if gate.policy is not None and gate.policy.b_vs_a and gate.policy.b_vs_a.rules:
+        raise ConfigError(f"{gate.policy.source or 'policy'}: b_vs_a rules compare arm B with arm A of "
+                          "`harness ab --vs`, and compare has no arms", "gate this run with a policy without "
+                          "`b_vs_a.rules`, or run `harness ab --vs CONFIG`")
     cfg = _run_config(base, adapters, suite, bench, num_fewshot, limit_per_subject, limit, out, batch_size, dtype,
                       seed, no_cache, force, allow_pickle, trust_remote_code, trust_code, include_base=True,
                       judge=judge, train=train, perturb=perturb, device=device, device_map=device_map, load_in=load_in, engine=engine,

@@ -63,6 +63,8 @@ def ws(tmp_path, tiny_dir, tiny_lora):
     (metric / "suite.yaml").write_text((metric / "suite.yaml").read_text().replace("exact_match, f1", "exact_mach"))
     (tmp_path / "surrogate.jsonl").write_text('{"prompt": "x \\udc00", "completion": "y"}\n')
     (tmp_path / "bad.yaml").write_text("rules: [unclosed\n")
+    (tmp_path / "arms.yaml").write_text("rules: [{task: arith, metric: exact_match, max_drop: 5}]\n"
+                                        "b_vs_a: {rules: [{task: arith, metric: exact_match}]}\n")
     return {"tmp": tmp_path, "model": str(tiny_dir), "lora": str(tiny_lora), "suite": str(suite)}
 
 
@@ -101,6 +103,7 @@ ROWS = [
     # compare: gate inputs
     ("compare-policy-missing", "compare {model} {lora} -s {suite} --policy {tmp}/nope.yaml --out {tmp}/r", "nope.yaml"),
     ("compare-policy-malformed", "compare {model} {lora} -s {suite} --policy {tmp}/bad.yaml --out {tmp}/r", "bad.yaml"),
+    ("compare-policy-b-vs-a", "compare {model} {lora} -s {suite} --policy {tmp}/arms.yaml --out {tmp}/r", "b_vs_a rules"),
     ("compare-train-missing", "compare {model} {lora} -s {suite} --train {tmp}/none.jsonl --out {tmp}/r", "none.jsonl"),
     ("compare-adapter-missing", "compare {model} {tmp}/no-lora -s {suite} --out {tmp}/r", "no-lora"),
     # report

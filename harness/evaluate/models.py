@@ -195,13 +195,19 @@ def parse_adapter_arg(arg: str) -> tuple[str, Path]:
 _LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(.+)\.(lora_A|lora_B|lora_embedding_A|lora_embedding_B)(?:\.[^.]+)?(?:\.weight)?$")
 
 
-def check_adapter(name: str, path: Path, base_model, base_info: BaseInfo, allow_pickle: bool) -> AdapterInfo:
-    """Validate a PEFT LoRA folder against the loaded base before attaching it."""
+def _adapter_config_path(name: str, path: Path) -> Path:
+    """The adapter folder's adapter_config.json; a missing folder or file is the user's to fix."""
     if not path.is_dir():
         raise ModelError(f"adapter '{name}': {path} is not a folder", "pass a PEFT adapter folder (with adapter_config.json)")
     cfg_path = path / "adapter_config.json"
     if not cfg_path.is_file():
         raise ModelError(f"adapter '{name}': no adapter_config.json in {path}", "pass a folder saved by peft's save_pretrained")
+    return cfg_path
+
+
+def check_adapter(name: str, path: Path, base_model, base_info: BaseInfo, allow_pickle: bool) -> AdapterInfo:
+    """Validate a PEFT LoRA folder against the loaded base before attaching it."""
+    cfg_path = _adapter_config_path(name, path)
     try:
         cfg = json.loads(cfg_path.read_text())
     except ValueError as exc:
@@ -343,10 +349,7 @@ def check_files(base: str, adapters: list[str] | tuple[str, ...] = (), *, allow_
         _check_remote_code(location, trust_remote_code)
         _weights_in(location, allow_pickle, "model folder")
     for name, path in parse_adapters(adapters):
-        if not path.is_dir():
-            raise ModelError(f"adapter '{name}': {path} is not a folder", "pass a PEFT adapter folder (with adapter_config.json)")
-        if not (path / "adapter_config.json").is_file():
-            raise ModelError(f"adapter '{name}': no adapter_config.json in {path}", "pass a folder saved by peft's save_pretrained")
+        _adapter_config_path(name, path)
 
 
 def load(base: str, adapters: list[str] | tuple[str, ...] = (), *, dtype: str = "float32",

@@ -17,7 +17,7 @@ front (`harness.analysis.pareto`); `OUT/report.html` draws them.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -51,6 +51,9 @@ class SweepConfig:
     perturb: int = 0
     force: bool = False  # retrain and re-evaluate every point
     command: list[str] = field(default_factory=list)
+
+
+_SWEEP_FIELDS = {f.name for f in fields(SweepConfig)}
 
 
 def _now() -> str:
@@ -152,11 +155,10 @@ def _run_point(cfg: SweepConfig, point: SweepPoint, folder: Path, retrain: bool,
     point.status, point.started, point.finished, point.seconds, point.error = "running", _now(), None, None, None
     write_point(folder, point)
     started = time.monotonic()
-    ab = ABConfig(base=cfg.base, train=cfg.train, out=folder, suites=cfg.suites, benches=cfg.benches,
-                  seeds=cfg.seeds, config=cfg.config, overrides=dict(point.settings), limit=cfg.limit,
-                  limit_per_subject=cfg.limit_per_subject, num_fewshot=cfg.num_fewshot, dtype=cfg.dtype,
-                  device=cfg.device, trust_code=cfg.trust_code, force=retrain, perturb=cfg.perturb,
-                  command=[*cfg.command, f"(point {point.name})"])
+    # every option the sweep shares with ab (suites, limits, device, ...) passes through by name
+    shared = {f.name: getattr(cfg, f.name) for f in fields(ABConfig) if f.name in _SWEEP_FIELDS}
+    ab = ABConfig(**{**shared, "out": folder, "overrides": dict(point.settings), "force": retrain,
+                     "command": [*cfg.command, f"(point {point.name})"]})
     try:
         run_ab(ab, log=log)
     except KeyboardInterrupt:

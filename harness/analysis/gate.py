@@ -347,7 +347,7 @@ def _check_bench_prompts(policy: Policy, meta, run_dir) -> None:
     if policy.bench_prompts is None or not meta.spec.benches:
         return
     fmt = meta.spec.bench_format
-    want, got = policy.bench_prompts.record(), fmt.model_dump(exclude_unset=True) if fmt else {}
+    want, got = policy.bench_prompts.bench_format().record(), fmt.model_dump(exclude_unset=True) if fmt else {}
     if want != got:
         def say(fmt: dict) -> str:
             return "plain prompts" if not fmt else ", ".join(f"{k}={v!r}" for k, v in sorted(fmt.items()))

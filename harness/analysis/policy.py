@@ -146,13 +146,11 @@ class BenchPrompts(BaseModel):
     fewshot_as_multiturn: bool = True
     system_instruction: Optional[str] = None
 
-    def record(self) -> dict:
-        """The run.json `spec.bench_format` a run rendered this way carries ({} for plain)."""
-        if not self.chat_template and not self.system_instruction:
-            return {}
-        return {"chat_template": self.chat_template,
-                "fewshot_as_multiturn": self.fewshot_as_multiturn if self.chat_template else False,
-                **({"system_instruction": self.system_instruction} if self.system_instruction else {})}
+    def bench_format(self):
+        """As the `BenchFormat` a run uses (its `record()` is what run.json's spec carries)."""
+        from harness.evaluate.forgetting.chat_format import BenchFormat
+
+        return BenchFormat(self.chat_template, self.fewshot_as_multiturn, self.system_instruction)
 
 
 class Policy(BaseModel):

@@ -436,12 +436,14 @@ def _meta(base: LmEvalOutput, adapter: LmEvalOutput, label: str, leaves: list[_L
             "item_set_hash": sha256_json(sorted(str(r["item_id"]) for r in records
                                                 if r["task"] == bench and r["model"] == BASE)),
         }
+    from harness.evaluate.forgetting.chat_format import BenchFormat
+
     r = base.results  # how lm-eval rendered the prompts, in harness's spec.bench_format terms
-    chat = bool(r.get("chat_template_sha") or r.get("chat_template"))
-    bench_format = {"chat_template": chat, "fewshot_as_multiturn": bool(r.get("fewshot_as_multiturn")) and chat,
-                    **({"system_instruction": r["system_instruction"]} if r.get("system_instruction") else {})}
+    fmt = BenchFormat(chat_template=bool(r.get("chat_template_sha") or r.get("chat_template")),
+                      fewshot_as_multiturn=bool(r.get("fewshot_as_multiturn")),
+                      system_instruction=r.get("system_instruction") or None)
     spec = {"base": base.model_name, "adapters": [label], "benches": benches,
-            **({"bench_format": bench_format} if chat or r.get("system_instruction") else {}),
+            **({"bench_format": fmt.record()} if fmt.active else {}),
             "imported_from": {"tool": "lm-eval", BASE: str(base.results_file.resolve()),
                               "adapter": str(adapter.results_file.resolve())}}
     return RunMeta.model_validate({

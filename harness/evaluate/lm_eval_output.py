@@ -154,19 +154,15 @@ def read_samples(out: LmEvalOutput, task: str) -> list[dict[str, Any]]:
     Raises:
         ConfigError: A line that is not a JSON object with a `doc_id` and a `filter`.
     """
+    from harness.io import at, display_path, read_records
+
     path = out.samples[task]
     lines = []
-    with open(path, encoding="utf-8") as fh:
-        for n, text in enumerate(fh, 1):
-            if not text.strip():
-                continue
-            try:
-                line = json.loads(text)
-            except ValueError:
-                raise ConfigError(f"{path}:{n} is not valid JSON", FIX_SAMPLES) from None
-            if not isinstance(line, dict) or not isinstance(line.get("doc_id"), int) or "filter" not in line:
-                raise ConfigError(f"{path}:{n} is not an lm-eval sample (needs 'doc_id' and 'filter')", FIX_SAMPLES)
-            lines.append(line)
+    for label, line in read_records(path, "jsonl"):  # invalid JSON: one line naming file:line
+        if not isinstance(line, dict) or not isinstance(line.get("doc_id"), int) or "filter" not in line:
+            raise ConfigError(f"{at(display_path(path), label)} is not an lm-eval sample (needs 'doc_id' and "
+                              "'filter')", FIX_SAMPLES)
+        lines.append(line)
     if not lines:
         raise ConfigError(f"{out.role}: per-sample file {path} is empty", FIX_SAMPLES)
     return lines

@@ -108,8 +108,7 @@ def with_policy(given: BenchFormat, policy) -> BenchFormat:
     wanted = getattr(policy, "bench_prompts", None) if policy is not None else None
     if wanted is None:
         return given
-    fmt = BenchFormat(chat_template=wanted.chat_template, fewshot_as_multiturn=wanted.fewshot_as_multiturn,
-                      system_instruction=wanted.system_instruction)
+    fmt = wanted.bench_format()
     if given.active and given.record() != fmt.record():
         raise ConfigError(f"--chat-template/--system-instruction ask for {describe(given.record())}, but the "
                           f"policy's bench_prompts require {describe(fmt.record())}",

@@ -177,11 +177,12 @@ def _lm_eval_version() -> str:
 
 def _records(model: str, leaf: LeafTask, rows: list[dict], truncated: dict) -> list[dict]:
     """One record per doc: lm-eval logs a generative doc once per filter, merged here."""
-    multiple_choice = [s for s in rows if s["filtered_resps"] and isinstance(s["filtered_resps"][0], (list, tuple))]
-    out = [_choice_record(model, leaf, s, truncated) for s in multiple_choice]
+    out: list[dict] = []
     by_doc: dict[int, list[dict]] = {}
-    for s in rows:
-        if not (s["filtered_resps"] and isinstance(s["filtered_resps"][0], (list, tuple))):
+    for s in rows:  # multiple choice answers (log-likelihood, greedy) pairs; generation answers text
+        if s["filtered_resps"] and isinstance(s["filtered_resps"][0], (list, tuple)):
+            out.append(_choice_record(model, leaf, s, truncated))
+        else:
             by_doc.setdefault(s["doc_id"], []).append(s)
     out.extend(_generated_record(model, leaf, per_filter, truncated) for _, per_filter in sorted(by_doc.items()))
     return out

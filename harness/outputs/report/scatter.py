@@ -15,7 +15,7 @@ from typing import Sequence
 from markupsafe import Markup
 
 from harness import fmt
-from harness.outputs.report.svg import GOOD, _esc, _n, _svg, _tick_label, nice_ticks
+from harness.outputs.report.svg import GOOD, Frame, _esc, _n, _svg, _tick_label, nice_ticks
 
 DOMINATED = "#8c959f"
 
@@ -53,13 +53,8 @@ def tradeoff_chart(dots: Sequence[Dot], title: str, *, width: int = 640, height:
     y_lo, y_hi = _span([d.gain for d in dots])
     x_ticks = [t for t in nice_ticks(x_lo, x_hi, 6) if x_lo <= t <= x_hi]
     y_ticks = [t for t in nice_ticks(y_lo, y_hi, 5) if y_lo <= t <= y_hi]
-    pw, ph = width - left - right, height - top - bottom
-
-    def sx(v: float) -> float:
-        return left + (v - x_lo) / (x_hi - x_lo) * pw
-
-    def sy(v: float) -> float:
-        return top + ph - (v - y_lo) / (y_hi - y_lo) * ph
+    frame = Frame(left, top, width - left - right, height - top - bottom, x_lo, x_hi, y_lo, y_hi)
+    pw, ph, sx, sy = frame.pw, frame.ph, frame.sx, frame.sy
 
     body = []
     for t in x_ticks:

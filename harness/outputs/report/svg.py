@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import math
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from markupsafe import Markup
@@ -53,6 +54,26 @@ def _tick_label(v: float) -> str:
     if abs(v) >= 1000 or abs(v) < 0.01:
         return f"{v:.2g}"
     return f"{v:g}"
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A plot area (left, top, width pw, height ph) over data ranges; sx/sy map data to pixels."""
+
+    left: float
+    top: float
+    pw: float
+    ph: float
+    x_lo: float
+    x_hi: float
+    y_lo: float
+    y_hi: float
+
+    def sx(self, v: float) -> float:
+        return self.left + (v - self.x_lo) / (self.x_hi - self.x_lo) * self.pw
+
+    def sy(self, v: float) -> float:
+        return self.top + self.ph - (v - self.y_lo) / (self.y_hi - self.y_lo) * self.ph
 
 
 def _svg(width: float, height: float, label: str, body: Iterable[str]) -> Markup:
@@ -140,13 +161,8 @@ def line_chart(series: Sequence[tuple[str, Sequence[tuple[float, float]], bool]]
     x_ticks, y_ticks = nice_ticks(x_lo, x_hi, 6), nice_ticks(y_lo, y_hi, 5)
     x_lo, x_hi = min(x_ticks[0], x_lo), max(x_ticks[-1], x_hi)
     y_lo, y_hi = min(y_ticks[0], y_lo), max(y_ticks[-1], y_hi)
-    pw, ph = width - left - right, height - top - bottom
-
-    def sx(v: float) -> float:
-        return left + (v - x_lo) / (x_hi - x_lo) * pw
-
-    def sy(v: float) -> float:
-        return top + ph - (v - y_lo) / (y_hi - y_lo) * ph
+    frame = Frame(left, top, width - left - right, height - top - bottom, x_lo, x_hi, y_lo, y_hi)
+    pw, ph, sx, sy = frame.pw, frame.ph, frame.sx, frame.sy
 
     body = []
     for t in y_ticks:
